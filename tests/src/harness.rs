@@ -1,0 +1,1 @@
+//! Harness (being written).

@@ -1,0 +1,1 @@
+//! Mock provider (being written).
