@@ -1,1 +1,358 @@
-//! Harness (being written).
+//! Starting the workspace's real binaries for tests: each prints
+//! `listening on http://ADDR` on stdout once it is ready, and [`ChildServer`] waits for it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::task::JoinHandle;
+
+/// How long a binary may take to print its `listening on` line: generous, because a
+/// debug build on a loaded 2-core CI machine can be slow to start.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
+
+const READY_PREFIX: &str = "listening on http://";
+
+/// Path of a workspace binary built next to the running test executable.
+///
+/// Test executables live in `target/<profile>/deps/`; binaries in `target/<profile>/`.
+pub fn bin_path(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate the running test executable")?;
+    let mut dir = exe
+        .parent()
+        .context("the test executable has no parent directory")?
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !path.is_file() {
+        bail!(
+            "binary `{name}` not found at {}: run `cargo build --workspace --bins` first",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A server process started for a test, killed when dropped.
+pub struct ChildServer {
+    pub addr: SocketAddr,
+    /// `http://ADDR`, without a trailing slash.
+    pub base_url: String,
+    child: Child,
+    stdout_drain: JoinHandle<()>,
+}
+
+impl ChildServer {
+    /// Starts `program` and waits until it prints `listening on http://ADDR`.
+    ///
+    /// Stdout is piped (and drained in the background afterwards so the child never blocks
+    /// on a full pipe); stderr is inherited so its logs show up in the test output.
+    pub async fn spawn(
+        program: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<ChildServer> {
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("child stdout was not captured")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut seen = Vec::new();
+        let wait_for_ready = async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(addr) = line.trim().strip_prefix(READY_PREFIX) {
+                    let addr: SocketAddr = addr
+                        .trim_end_matches('/')
+                        .parse()
+                        .with_context(|| format!("bad address in ready line `{line}`"))?;
+                    return Ok(addr);
+                }
+                seen.push(line);
+            }
+            Err(anyhow!("stdout closed before the ready line"))
+        };
+        let addr = match tokio::time::timeout(STARTUP_DEADLINE, wait_for_ready).await {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(error)) => {
+                let status = child.try_wait().ok().flatten();
+                bail!(
+                    "{} {args:?} did not become ready: {error:#}; exit status {status:?}; stdout so far: {seen:?}",
+                    program.display()
+                );
+            }
+            Err(_) => bail!(
+                "{} {args:?} printed no `{READY_PREFIX}…` line within {STARTUP_DEADLINE:?}; stdout so far: {seen:?}",
+                program.display()
+            ),
+        };
+        let stdout_drain = tokio::spawn(drain(lines));
+        Ok(ChildServer {
+            addr,
+            base_url: format!("http://{addr}"),
+            child,
+            stdout_drain,
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Kills the process and waits for it to exit.
+    pub async fn kill(&mut self) {
+        // An error here means it had already exited, which is what we wanted.
+        let _ = self.child.kill().await;
+    }
+
+    pub fn child_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// `base_url` joined with `path` (which should start with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        self.stdout_drain.abort();
+    }
+}
+
+async fn drain(mut lines: tokio::io::Lines<BufReader<ChildStdout>>) {
+    while let Ok(Some(_)) = lines.next_line().await {}
+}
+
+/// A `sluice-mock-provider` process with helpers for its `/_mock/` endpoints.
+pub struct MockProvider {
+    pub server: ChildServer,
+    http: reqwest::Client,
+}
+
+impl MockProvider {
+    /// Starts the mock on a free port; `extra_args` e.g. `["--chunk-delay-ms", "50"]`.
+    pub async fn start(extra_args: &[&str]) -> anyhow::Result<MockProvider> {
+        let program = bin_path("sluice-mock-provider")?;
+        let mut args = Vec::with_capacity(extra_args.len() + 2);
+        if !extra_args.contains(&"--listen") {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
+        args.extend_from_slice(extra_args);
+        let server = ChildServer::spawn(&program, &args, &[]).await?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(MockProvider { server, http })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    /// `http://ADDR`, without a trailing slash: what a provider's base URL points at.
+    pub fn base_url(&self) -> &str {
+        &self.server.base_url
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+
+    async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .with_context(|| format!("GET {path} on the mock"))?
+            .error_for_status()?;
+        Ok(response.json().await?)
+    }
+
+    /// `GET /_mock/stats`.
+    pub async fn stats(&self) -> anyhow::Result<Value> {
+        self.get_json("/_mock/stats").await
+    }
+
+    /// `GET /_mock/requests`: the recorded API requests, oldest first.
+    pub async fn requests(&self) -> anyhow::Result<Vec<Value>> {
+        match self.get_json("/_mock/requests").await? {
+            Value::Array(requests) => Ok(requests),
+            other => bail!("/_mock/requests returned a non-array: {other}"),
+        }
+    }
+
+    /// Appends fault specs to the queue; each API request pops one (`""` = no fault).
+    ///
+    /// Panics when the mock refuses them: a test with a mistyped fault must fail loudly.
+    #[expect(
+        clippy::panic,
+        reason = "test support: a fault that cannot be queued must fail the test"
+    )]
+    pub async fn push_faults(&self, faults: &[&str]) {
+        if let Err(error) = self.try_push_faults(faults).await {
+            panic!("cannot queue faults {faults:?}: {error:#}");
+        }
+    }
+
+    /// Like [`MockProvider::push_faults`], returning the error instead.
+    pub async fn try_push_faults(&self, faults: &[&str]) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(self.url("/_mock/faults"))
+            .json(&json!({"faults": faults}))
+            .send()
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            bail!("mock answered {status}: {body}");
+        }
+        Ok(())
+    }
+
+    /// `DELETE /_mock/faults`.
+    pub async fn clear_faults(&self) -> anyhow::Result<()> {
+        self.http
+            .delete(self.url("/_mock/faults"))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// `POST /_mock/reset`: clears stats, recorded requests and the fault queue.
+    pub async fn reset(&self) -> anyhow::Result<()> {
+        self.http
+            .post(self.url("/_mock/reset"))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// Polls `/_mock/stats` every 20 ms until `what` holds, returning those stats; fails
+    /// with the last stats seen once `deadline` has passed.
+    pub async fn wait_for(
+        &self,
+        what: impl Fn(&Value) -> bool,
+        deadline: Duration,
+    ) -> anyhow::Result<Value> {
+        let give_up = tokio::time::Instant::now() + deadline;
+        loop {
+            let stats = self.stats().await?;
+            if what(&stats) {
+                return Ok(stats);
+            }
+            if tokio::time::Instant::now() >= give_up {
+                bail!(
+                    "mock stats did not reach the expected state within {deadline:?}; last: {stats}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A `sluice-gateway` process started from a TOML config written to a temporary file.
+pub struct Gateway {
+    pub server: ChildServer,
+    pub http: reqwest::Client,
+    /// Keeps the config file alive as long as the process.
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Starts `sluice-gateway serve --config <file with config_toml>` with `envs` added
+    /// to its environment (provider keys are `env:` references).
+    pub async fn start(config_toml: &str, envs: &[(&str, &str)]) -> anyhow::Result<Gateway> {
+        let dir = tempfile::tempdir().context("cannot create a temp dir")?;
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, config_toml).context("cannot write the config")?;
+        let path_text = path.to_string_lossy().into_owned();
+        Self::start_args(&["serve", "--config", &path_text], envs, dir).await
+    }
+
+    /// Starts the gateway with explicit arguments (e.g. the zero-config start).
+    pub async fn start_args(
+        args: &[&str],
+        envs: &[(&str, &str)],
+        dir: tempfile::TempDir,
+    ) -> anyhow::Result<Gateway> {
+        let program = bin_path("sluice-gateway")?;
+        let server = ChildServer::spawn(&program, args, envs).await?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Gateway {
+            server,
+            http,
+            _dir: dir,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+
+    /// POSTs JSON to `path`.
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<reqwest::Response> {
+        Ok(self.http.post(self.url(path)).json(body).send().await?)
+    }
+
+    /// `GET /metrics` as text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+}
+
+/// Reads an SSE body into its `data:` payloads (and event names), in order.
+pub fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
+    let mut decoder = sluice_shared::sse::SseDecoder::new();
+    let mut out = Vec::new();
+    if decoder.push(body.as_bytes()).is_err() {
+        return out;
+    }
+    while let Some(event) = decoder.next_event() {
+        if !event.is_empty() {
+            out.push((event.event, event.data));
+        }
+    }
+    if let Some(event) = decoder.finish() {
+        out.push((event.event, event.data));
+    }
+    out
+}
+
+/// An unused loopback port: bound then released, for "nothing listens here" tests.
+pub fn closed_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}

@@ -69,7 +69,11 @@ fn messages_prompt(body: &Value) -> Result<Prompt, ApiError> {
             ));
         }
         Some(Value::Array(messages)) => messages,
-        Some(_) => return Err(ApiError::bad_request("messages: Input should be a valid list")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "messages: Input should be a valid list",
+            ));
+        }
     };
     let mut prompt = Prompt {
         model,
@@ -175,7 +179,12 @@ fn event(kind: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))
 }
 
-fn stream_plan(message_id: &str, tool_use_id: &str, model: &str, generated: &Generated) -> StreamPlan {
+fn stream_plan(
+    message_id: &str,
+    tool_use_id: &str,
+    model: &str,
+    generated: &Generated,
+) -> StreamPlan {
     let mut events = vec![SseEvent::control(event(
         "message_start",
         &json!({"type": "message_start", "message": {
@@ -244,5 +253,7 @@ fn stream_plan(message_id: &str, tool_use_id: &str, model: &str, generated: &Gen
 /// `POST /v1/messages/count_tokens`.
 pub fn count_tokens(body: &Value) -> Result<Outcome, ApiError> {
     let prompt = messages_prompt(body)?;
-    Ok(Outcome::Json(json!({"input_tokens": prompt.input_tokens()})))
+    Ok(Outcome::Json(
+        json!({"input_tokens": prompt.input_tokens()}),
+    ))
 }

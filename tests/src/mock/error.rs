@@ -102,7 +102,10 @@ impl ApiError {
         let body = Bytes::from(self.body(shape).to_string());
         let mut response = (
             self.status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             body,
         )
             .into_response();

@@ -59,7 +59,11 @@ impl FaultSpec {
     /// Parses a spec; the empty string (or only separators) means "no fault".
     pub fn parse(spec: &str) -> Result<FaultSpec, FaultParseError> {
         let mut fault = FaultSpec::default();
-        for item in spec.split(';').map(str::trim).filter(|item| !item.is_empty()) {
+        for item in spec
+            .split(';')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
             if item == "hang" {
                 fault.hang = true;
                 continue;

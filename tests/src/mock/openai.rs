@@ -23,10 +23,7 @@ fn request_model(body: &Value, deployment: Option<&str>) -> Result<String, ApiEr
     }
     match body.get("model") {
         Some(Value::String(model)) if !model.is_empty() => Ok(model.clone()),
-        _ => Err(ApiError::bad_request(
-            "you must provide a model parameter",
-        )
-        .with_param("model")),
+        _ => Err(ApiError::bad_request("you must provide a model parameter").with_param("model")),
     }
 }
 
@@ -55,7 +52,10 @@ pub fn content_text(content: Option<&Value>) -> (String, usize) {
 }
 
 /// A non-empty array field, or the OpenAI-style error for it.
-pub fn required_array<'a>(body: &'a Value, field: &'static str) -> Result<&'a Vec<Value>, ApiError> {
+pub fn required_array<'a>(
+    body: &'a Value,
+    field: &'static str,
+) -> Result<&'a Vec<Value>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Err(ApiError::bad_request(format!(
             "Missing required parameter: '{field}'."
@@ -88,12 +88,18 @@ fn chat_prompt(body: &Value, model: String) -> Result<Prompt, ApiError> {
     }
     if let Some(last) = messages.last() {
         match str_field(last, "role") {
-            Some("tool" | "function") => prompt.tool_result = Some(content_text(last.get("content")).0),
+            Some("tool" | "function") => {
+                prompt.tool_result = Some(content_text(last.get("content")).0)
+            }
             Some("user") => prompt.last_is_user = true,
             _ => {}
         }
     }
-    if let Some(user) = messages.iter().rev().find(|m| str_field(m, "role") == Some("user")) {
+    if let Some(user) = messages
+        .iter()
+        .rev()
+        .find(|m| str_field(m, "role") == Some("user"))
+    {
         (prompt.last_user_text, prompt.last_user_images) = content_text(user.get("content"));
     }
     let first_tool = body
@@ -114,7 +120,8 @@ fn chat_prompt(body: &Value, model: String) -> Result<Prompt, ApiError> {
         _ => first_tool.map(str::to_owned),
     };
     prompt.json_mode = matches!(
-        body.get("response_format").and_then(|f| str_field(f, "type")),
+        body.get("response_format")
+            .and_then(|f| str_field(f, "type")),
         Some("json_object" | "json_schema")
     );
     Ok(prompt)
@@ -131,7 +138,11 @@ fn chat_usage(generated: &Generated) -> Value {
 }
 
 /// `POST /v1/chat/completions`, or Azure's deployment chat completions.
-pub fn chat_completions(state: &MockState, body: &Value, deployment: Option<&str>) -> Result<Outcome, ApiError> {
+pub fn chat_completions(
+    state: &MockState,
+    body: &Value,
+    deployment: Option<&str>,
+) -> Result<Outcome, ApiError> {
     let model = request_model(body, deployment)?;
     let prompt = chat_prompt(body, model)?;
     let generated = generate(&prompt);
@@ -224,7 +235,9 @@ impl ChatStream<'_> {
                     self.chunk(json!({"role": "assistant", "content": ""}), None),
                 ));
                 for word in word_chunks(text) {
-                    events.push(SseEvent::content(self.chunk(json!({"content": word}), None)));
+                    events.push(SseEvent::content(
+                        self.chunk(json!({"content": word}), None),
+                    ));
                 }
                 "stop"
             }
@@ -254,7 +267,9 @@ impl ChatStream<'_> {
                 "tool_calls"
             }
         };
-        events.push(SseEvent::control(self.chunk(json!({}), Some(finish_reason))));
+        events.push(SseEvent::control(
+            self.chunk(json!({}), Some(finish_reason)),
+        ));
         if self.include_usage {
             let chunk = json!({
                 "id": self.id,
@@ -316,11 +331,13 @@ fn embedding_inputs(input: Option<&Value>) -> Result<Vec<EmbeddingInput>, ApiErr
         None | Some(Value::Null) => {
             Err(ApiError::bad_request("Missing required parameter: 'input'.").with_param("input"))
         }
-        Some(Value::String(text)) => text_input(text).map(|input| vec![input]).ok_or_else(invalid_input),
+        Some(Value::String(text)) => text_input(text)
+            .map(|input| vec![input])
+            .ok_or_else(invalid_input),
         Some(Value::Array(items)) if items.is_empty() => Err(invalid_input()),
-        Some(Value::Array(items)) if items.iter().all(Value::is_number) => {
-            token_array(items).map(|input| vec![input]).ok_or_else(invalid_input)
-        }
+        Some(Value::Array(items)) if items.iter().all(Value::is_number) => token_array(items)
+            .map(|input| vec![input])
+            .ok_or_else(invalid_input),
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| match item {
@@ -373,7 +390,9 @@ pub fn embeddings(body: &Value, deployment: Option<&str>) -> Result<Outcome, Api
 pub fn models() -> Outcome {
     let data: Vec<Value> = LISTED_MODELS
         .iter()
-        .map(|id| json!({"id": id, "object": "model", "created": 1_700_000_000, "owned_by": "mock"}))
+        .map(
+            |id| json!({"id": id, "object": "model", "created": 1_700_000_000, "owned_by": "mock"}),
+        )
         .collect();
     Outcome::Json(json!({"object": "list", "data": data}))
 }

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-/// How much of the user's text is echoed back (and put in tool-call arguments).
+/// How much of the user's text (or of a tool result) is echoed back.
 const ECHO_CHARS: usize = 200;
 /// How much of the system prompt is echoed back.
 const SYSTEM_ECHO_CHARS: usize = 40;
@@ -91,13 +91,14 @@ pub fn generate(prompt: &Prompt) -> Generated {
         return Generated {
             reply: Reply::ToolCall {
                 name: name.clone(),
-                arguments: json!({"query": first_chars(&prompt.last_user_text, ECHO_CHARS)}),
+                arguments: json!({"query": prompt.last_user_text}),
             },
             input_tokens,
             output_tokens: TOOL_CALL_OUTPUT_TOKENS,
         };
     }
     let mut text = match &prompt.tool_result {
+        // A tool result gets exactly this reply: no image or system suffix.
         Some(result) => format!("Tool said: {}", first_chars(result, ECHO_CHARS)),
         None => {
             let mut text = format!(
@@ -108,12 +109,15 @@ pub fn generate(prompt: &Prompt) -> Generated {
             if prompt.last_user_images > 0 {
                 text.push_str(&format!(" ({} images)", prompt.last_user_images));
             }
+            if let Some(system) = &prompt.system {
+                text.push_str(&format!(
+                    " [system: {}]",
+                    first_chars(system, SYSTEM_ECHO_CHARS)
+                ));
+            }
             text
         }
     };
-    if let Some(system) = &prompt.system {
-        text.push_str(&format!(" [system: {}]", first_chars(system, SYSTEM_ECHO_CHARS)));
-    }
     if prompt.json_mode {
         text = json!({"answer": text}).to_string();
     }
@@ -207,10 +211,18 @@ pub fn embedding(text: &str) -> [f32; EMBEDDING_DIMENSIONS] {
 pub fn embedding_json(text: &str, base64: bool) -> Value {
     let vector = embedding(text);
     if base64 {
-        let bytes: Vec<u8> = vector.iter().flat_map(|value| value.to_le_bytes()).collect();
+        let bytes: Vec<u8> = vector
+            .iter()
+            .flat_map(|value| value.to_le_bytes())
+            .collect();
         Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
     } else {
-        Value::from(vector.iter().map(|value| f64::from(*value)).collect::<Vec<f64>>())
+        Value::from(
+            vector
+                .iter()
+                .map(|value| f64::from(*value))
+                .collect::<Vec<f64>>(),
+        )
     }
 }
 

@@ -17,7 +17,7 @@ fn responses_prompt(body: &Value) -> Result<Prompt, ApiError> {
         Some(Value::String(model)) if !model.is_empty() => model.clone(),
         _ => {
             return Err(
-                ApiError::bad_request("Missing required parameter: 'model'.").with_param("model")
+                ApiError::bad_request("Missing required parameter: 'model'.").with_param("model"),
             );
         }
     };
@@ -65,7 +65,7 @@ fn responses_prompt(body: &Value) -> Result<Prompt, ApiError> {
         }
         None | Some(Value::Null) => {
             return Err(
-                ApiError::bad_request("Missing required parameter: 'input'.").with_param("input")
+                ApiError::bad_request("Missing required parameter: 'input'.").with_param("input"),
             );
         }
         Some(_) => {
@@ -75,17 +75,20 @@ fn responses_prompt(body: &Value) -> Result<Prompt, ApiError> {
             .with_param("input"));
         }
     }
-    let first_tool = body.get("tools").and_then(Value::as_array).and_then(|tools| {
-        tools
-            .iter()
-            .filter(|tool| str_field(tool, "type") == Some("function"))
-            .find_map(|tool| str_field(tool, "name"))
-    });
+    let first_tool = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .and_then(|tools| {
+            tools
+                .iter()
+                .filter(|tool| str_field(tool, "type") == Some("function"))
+                .find_map(|tool| str_field(tool, "name"))
+        });
     prompt.tool_to_call = match body.get("tool_choice") {
         Some(Value::String(choice)) if choice == "none" => None,
-        Some(choice @ Value::Object(_)) => str_field(choice, "name")
-            .or(first_tool)
-            .map(str::to_owned),
+        Some(choice @ Value::Object(_)) => {
+            str_field(choice, "name").or(first_tool).map(str::to_owned)
+        }
         _ => first_tool.map(str::to_owned),
     };
     prompt.json_mode = matches!(
@@ -231,11 +234,7 @@ impl EventWriter {
 fn stream_plan(frame: &ResponseFrame<'_>, generated: &Generated) -> StreamPlan {
     let mut writer = EventWriter { events: Vec::new() };
     let in_progress = frame.response("in_progress", Vec::new(), None);
-    writer.push(
-        "response.created",
-        json!({"response": in_progress}),
-        false,
-    );
+    writer.push("response.created", json!({"response": in_progress}), false);
     writer.push(
         "response.in_progress",
         json!({"response": in_progress}),

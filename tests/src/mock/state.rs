@@ -98,7 +98,13 @@ impl MockState {
         }
     }
 
-    pub fn record(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: Option<Arc<Value>>) {
+    pub fn record(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Option<Arc<Value>>,
+    ) {
         let mut header_map = Map::with_capacity(headers.len());
         for (name, value) in headers {
             let value = String::from_utf8_lossy(value.as_bytes());
@@ -225,17 +231,21 @@ pub enum StreamEnd {
     Aborted,
 }
 
-/// Lives inside a body stream; counts the stream's ending when the body is dropped.
+/// Lives inside a body stream; keeps the request in flight until the body is dropped and
+/// then, for SSE bodies, counts how the stream ended.
 pub struct StreamGuard {
     in_flight: InFlight,
     end: StreamEnd,
+    /// False for a buffered answer cut by a body fault: not a stream in the stats.
+    is_sse: bool,
 }
 
 impl StreamGuard {
-    pub fn new(in_flight: InFlight) -> StreamGuard {
+    pub fn new(in_flight: InFlight, is_sse: bool) -> StreamGuard {
         StreamGuard {
             in_flight,
             end: StreamEnd::Cancelled,
+            is_sse,
         }
     }
 
@@ -246,6 +256,9 @@ impl StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
+        if !self.is_sse {
+            return;
+        }
         let state = self.in_flight.state();
         let counter = match self.end {
             StreamEnd::Cancelled => &state.streams_cancelled,

@@ -74,10 +74,17 @@ fn fault_index(events: &[SseEvent], after: usize) -> usize {
 
 /// Builds the body stream: events paced by `delay`, the body fault applied at its point,
 /// and the guard that counts how the stream ended when the body is dropped.
-pub fn event_body(plan: StreamPlan, fault: Option<BodyFault>, delay: Duration, guard: StreamGuard) -> Body {
+pub fn event_body(
+    plan: StreamPlan,
+    fault: Option<BodyFault>,
+    delay: Duration,
+    guard: StreamGuard,
+) -> Body {
     let fault_at = fault.map(|fault| {
         let after = match fault {
-            BodyFault::Reset { after } | BodyFault::Stall { after } | BodyFault::ErrorEvent { after } => after,
+            BodyFault::Reset { after }
+            | BodyFault::Stall { after }
+            | BodyFault::ErrorEvent { after } => after,
         };
         (fault_index(&plan.events, after), fault)
     });
@@ -104,7 +111,12 @@ pub fn event_body(plan: StreamPlan, fault: Option<BodyFault>, delay: Duration, g
             && at == index
         {
             return Some(match fault {
-                BodyFault::Reset { .. } => abort(state),
+                BodyFault::Reset { .. } => {
+                    // Return Pending once first: hyper flushes what it has buffered only
+                    // when the body is not ready, and drops the buffer when the body fails.
+                    tokio::task::yield_now().await;
+                    abort(state)
+                }
                 BodyFault::Stall { .. } => {
                     tokio::time::sleep(STALL_DURATION).await;
                     abort(state)
@@ -143,7 +155,10 @@ pub fn sse_response(body: Body) -> Response {
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }

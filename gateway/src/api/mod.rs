@@ -1,0 +1,336 @@
+//! HTTP surfaces. Each handler reads the body (bounded by `server.max_body_bytes`),
+//! parses it into the API's typed request, checks what the provider would reject anyway
+//! (so the client gets the error at once and no attempt is wasted), and hands it to the
+//! engine. Every error is answered in the called API's own error shape.
+
+mod models;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::de::DeserializeOwned;
+
+use sluice_shared::anthropic::MessagesRequest;
+use sluice_shared::openai::ChatRequest;
+
+use crate::engine;
+use crate::error::{ErrorKind, Flavor, GatewayError};
+use crate::providers::{ClientApi, ClientBody, Inbound};
+use crate::server::AppState;
+
+pub use models::list_models;
+
+/// Header with extra fallbacks for one request: `x-sluice-fallbacks: a/b, c/d`.
+pub const FALLBACKS_HEADER: &str = "x-sluice-fallbacks";
+
+fn request_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, GatewayError> {
+    let limit = state.max_body_bytes;
+    let too_large = || {
+        GatewayError::new(
+            ErrorKind::BodyTooLarge,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body is larger than this gateway's limit of {limit} bytes (server.max_body_bytes); send less content or raise the limit"
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(GatewayError::invalid(format!(
+            "could not read the request body: {e}"
+        ))),
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8], endpoint: &str) -> Result<T, GatewayError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(GatewayError::invalid(format!(
+            "the request body for {endpoint} is empty; send a JSON object"
+        )));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        GatewayError::invalid(format!("the request body for {endpoint} is not valid: {e}"))
+    })
+}
+
+/// Per-request fallbacks from the body's `fallbacks` field (removed before forwarding)
+/// and from the `x-sluice-fallbacks` header.
+fn take_fallbacks(
+    extra: &mut serde_json::Map<String, serde_json::Value>,
+    headers: &HeaderMap,
+) -> Result<Vec<String>, GatewayError> {
+    let mut out = Vec::new();
+    if let Some(value) = extra.remove("fallbacks") {
+        let list: Vec<String> = serde_json::from_value(value).map_err(|_| {
+            GatewayError::invalid("`fallbacks` must be a list of model strings, e.g. [\"anthropic/claude-haiku-4-5\"]")
+                .with_param("fallbacks")
+        })?;
+        out.extend(list);
+    }
+    if let Some(value) = headers.get(FALLBACKS_HEADER).and_then(|v| v.to_str().ok()) {
+        out.extend(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    Ok(out)
+}
+
+async fn run(state: Arc<AppState>, inbound: Inbound) -> Response {
+    let engine = state.engine.load_full();
+    engine::execute(engine, inbound, request_id()).await
+}
+
+fn reject(error: GatewayError, flavor: Flavor) -> Response {
+    let kind = error.kind.label();
+    metrics::counter!("sluice_request_errors_total", "api" => "rejected", "kind" => kind)
+        .increment(1);
+    error.into_response(flavor)
+}
+
+/// `POST /v1/chat/completions`
+pub async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match parse_chat(&state, &headers, body).await {
+        Ok(inbound) => run(state, inbound).await,
+        Err(e) => reject(e, Flavor::OpenAi),
+    }
+}
+
+async fn parse_chat(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Inbound, GatewayError> {
+    let bytes = read_body(state, headers, body).await?;
+    let mut req: ChatRequest = parse_json(&bytes, "/v1/chat/completions")?;
+    if req.messages.is_empty() {
+        return Err(
+            GatewayError::invalid("`messages` must be a non-empty list").with_param("messages")
+        );
+    }
+    let fallbacks = take_fallbacks(&mut req.extra, headers)?;
+    Ok(Inbound {
+        api: ClientApi::Chat,
+        model: req.model.clone(),
+        stream: req.is_stream(),
+        wants_stream_usage: req.wants_stream_usage(),
+        body: ClientBody::Chat(req),
+        fallbacks,
+        anthropic_version: None,
+        anthropic_beta: None,
+    })
+}
+
+/// `POST /v1/responses` and `POST /v1/embeddings`: pass-through APIs.
+async fn parse_passthrough(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    api: ClientApi,
+) -> Result<Inbound, GatewayError> {
+    let endpoint = match api {
+        ClientApi::Responses => "/v1/responses",
+        _ => "/v1/embeddings",
+    };
+    let bytes = read_body(state, headers, body).await?;
+    let mut map: serde_json::Map<String, serde_json::Value> = parse_json(&bytes, endpoint)?;
+    let model = match map.get("model") {
+        Some(serde_json::Value::String(m)) => m.clone(),
+        Some(_) => {
+            return Err(GatewayError::invalid("`model` must be a string").with_param("model"));
+        }
+        None => String::new(),
+    };
+    if !map.contains_key("input") {
+        return Err(
+            GatewayError::invalid(format!("`input` is required for {endpoint}"))
+                .with_param("input"),
+        );
+    }
+    let stream =
+        api == ClientApi::Responses && map.get("stream").and_then(|v| v.as_bool()).unwrap_or(false);
+    let fallbacks = take_fallbacks(&mut map, headers)?;
+    Ok(Inbound {
+        api,
+        model,
+        stream,
+        wants_stream_usage: false,
+        body: ClientBody::Json(map),
+        fallbacks,
+        anthropic_version: None,
+        anthropic_beta: None,
+    })
+}
+
+pub async fn responses(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match parse_passthrough(&state, &headers, body, ClientApi::Responses).await {
+        Ok(inbound) => run(state, inbound).await,
+        Err(e) => reject(e, Flavor::OpenAi),
+    }
+}
+
+pub async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match parse_passthrough(&state, &headers, body, ClientApi::Embeddings).await {
+        Ok(inbound) => run(state, inbound).await,
+        Err(e) => reject(e, Flavor::OpenAi),
+    }
+}
+
+async fn parse_messages(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    api: ClientApi,
+) -> Result<Inbound, GatewayError> {
+    let endpoint = match api {
+        ClientApi::CountTokens => "/v1/messages/count_tokens",
+        _ => "/v1/messages",
+    };
+    let bytes = read_body(state, headers, body).await?;
+    let mut req: MessagesRequest = parse_json(&bytes, endpoint)?;
+    if req.messages.is_empty() {
+        return Err(
+            GatewayError::invalid("messages: at least one message is required")
+                .with_param("messages"),
+        );
+    }
+    if api == ClientApi::Messages && req.max_tokens.is_none() {
+        return Err(GatewayError::invalid("max_tokens: Field required").with_param("max_tokens"));
+    }
+    let fallbacks = take_fallbacks(&mut req.extra, headers)?;
+    let stream = api == ClientApi::Messages && req.is_stream();
+    Ok(Inbound {
+        api,
+        model: req.model.clone(),
+        stream,
+        wants_stream_usage: false,
+        body: ClientBody::Messages(req),
+        fallbacks,
+        anthropic_version: headers.get("anthropic-version").cloned(),
+        anthropic_beta: headers.get("anthropic-beta").cloned(),
+    })
+}
+
+/// `POST /anthropic/v1/messages`
+pub async fn messages(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match parse_messages(&state, &headers, body, ClientApi::Messages).await {
+        Ok(inbound) => run(state, inbound).await,
+        Err(e) => reject(e, Flavor::Anthropic),
+    }
+}
+
+/// `POST /anthropic/v1/messages/count_tokens`
+pub async fn count_tokens(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match parse_messages(&state, &headers, body, ClientApi::CountTokens).await {
+        Ok(inbound) => run(state, inbound).await,
+        Err(e) => reject(e, Flavor::Anthropic),
+    }
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: ready to take traffic (not shutting down).
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    let providers = state.engine.load().router.providers().len();
+    axum::Json(serde_json::json!({ "status": "ready", "providers": providers })).into_response()
+}
+
+/// `GET /metrics`
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "metrics are not enabled in this process\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Unknown paths, in the shape of the API the path belongs to.
+pub async fn not_found(uri: http::Uri) -> Response {
+    let flavor = if uri.path().starts_with("/anthropic") {
+        Flavor::Anthropic
+    } else {
+        Flavor::OpenAi
+    };
+    GatewayError::new(
+        ErrorKind::NotFound,
+        StatusCode::NOT_FOUND,
+        format!(
+            "no endpoint at {}; Sluice serves /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models, /anthropic/v1/messages and /anthropic/v1/messages/count_tokens",
+            uri.path()
+        ),
+    )
+    .into_response(flavor)
+}
+
+/// Known paths called with the wrong method.
+pub async fn method_not_allowed(method: http::Method, uri: http::Uri) -> Response {
+    let flavor = if uri.path().starts_with("/anthropic") {
+        Flavor::Anthropic
+    } else {
+        Flavor::OpenAi
+    };
+    GatewayError::new(
+        ErrorKind::InvalidRequest,
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", method, uri.path()),
+    )
+    .into_response(flavor)
+}

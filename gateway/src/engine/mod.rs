@@ -1,0 +1,910 @@
+//! The request engine: for one client request, walk the routing plan, make attempts
+//! with retries, key rotation and fallbacks, and produce the client's response.
+//!
+//! Per target: prepare the provider's request (translating if the shapes differ), take a
+//! concurrency slot, then attempt up to `1 + max_retries` times:
+//!
+//! | outcome | key | next step |
+//! |---|---|---|
+//! | 2xx (stream: first event received) | success | answer the client |
+//! | 400/404/413/422 and other 4xx | – | answer the client with the provider's error |
+//! | 401/403 | out of rotation | another key now, else the next target |
+//! | 429 | out for its `Retry-After` | another key now, else wait `Retry-After` (if ≤ `max_retry_after_secs`) |
+//! | 408, 5xx, connect error, header/idle timeout, broken or unreadable body | counts a failure | backoff, retry |
+//!
+//! A stream is only handed to the client once its first event has arrived, so a
+//! provider that stalls or fails before its first token is retried or falls back like any
+//! other failure; after that, a failure ends the stream with an error event in the
+//! client's framing.
+//!
+//! Gateway overhead is defined as: non-streamed, total time minus time waiting on
+//! providers, backoff and queues; streamed, time to the first event sent minus the same
+//! waits up to the final provider's first event.
+
+pub mod record;
+pub mod stream;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::{HeaderValue, StatusCode, header};
+use tokio::sync::OwnedSemaphorePermit;
+
+use sluice_shared::openai::Usage;
+use sluice_shared::translate::ResponseMeta;
+use sluice_shared::translate::stream::ChunkFactory;
+
+use crate::error::{ErrorKind, Flavor, GatewayError};
+use crate::providers::kind::Protocol;
+use crate::providers::wire::{decode_body, upstream_error_message};
+use crate::providers::{Inbound, Prepared, Provider, UpstreamCall};
+use crate::routing::health::KeyFailure;
+use crate::routing::limiter::LimitError;
+use crate::routing::{Router, Target, backoff};
+use record::{AttemptOutcome, AttemptRecord, RecordSink, RequestOutcome, RequestRecord};
+use stream::{StreamError, StreamTranslator, UpstreamStream, error_chain};
+
+/// Largest error body read from a provider (the rest is not needed for a message).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Largest non-streamed success body accepted from a provider.
+const MAX_RESPONSE_BODY: usize = 256 * 1024 * 1024;
+
+/// Routing table plus where records go. Immutable; swapped whole on config change.
+#[derive(Debug)]
+pub struct Engine {
+    pub router: Router,
+    pub sink: Arc<dyn RecordSink>,
+}
+
+/// The record under construction, submitted exactly once: explicitly when the response
+/// is complete, or on drop — which means the client went away (the handler future or
+/// the response body was dropped) and the upstream request was cancelled with it.
+struct RequestCtx {
+    record: RequestRecord,
+    started: Instant,
+    sink: Arc<dyn RecordSink>,
+    submitted: bool,
+}
+
+impl RequestCtx {
+    fn submit(&mut self, status: u16, outcome: RequestOutcome) {
+        if self.submitted {
+            return;
+        }
+        self.submitted = true;
+        let mut record = std::mem::replace(
+            &mut self.record,
+            RequestRecord::new(String::new(), crate::providers::ClientApi::Chat, "", false),
+        );
+        record.status = status;
+        record.outcome = outcome;
+        record.latency = self.started.elapsed();
+        record.upstream_time = record.attempts.iter().map(|a| a.duration).sum();
+        crate::metrics::request_finished(&record);
+        self.sink.submit(record);
+    }
+
+    fn attempt(
+        &mut self,
+        target: &Target,
+        key_id: &str,
+        started: Instant,
+        outcome: AttemptOutcome,
+    ) {
+        self.record.attempts.push(AttemptRecord {
+            provider: target.provider.name.clone(),
+            model: target.model.clone(),
+            key_id: key_id.to_owned(),
+            started_after: started.saturating_duration_since(self.started),
+            duration: started.elapsed(),
+            outcome,
+        });
+    }
+
+    fn error_response(&mut self, error: GatewayError, flavor: Flavor) -> Response {
+        self.record.error_kind = Some(error.kind.label());
+        self.record.error_message = Some(error.message.clone());
+        let status = error.status.as_u16();
+        let mut response = error.into_response(flavor);
+        self.stamp(&mut response);
+        self.submit(status, RequestOutcome::Error);
+        response
+    }
+
+    fn stamp(&self, response: &mut Response) {
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.record.request_id) {
+            headers.insert("x-request-id", v);
+        }
+        let calls = self
+            .record
+            .attempts
+            .iter()
+            .filter(|a| {
+                !matches!(
+                    a.outcome,
+                    AttemptOutcome::Skipped { .. } | AttemptOutcome::Saturated { .. }
+                )
+            })
+            .count();
+        headers.insert("x-sluice-attempts", HeaderValue::from(calls));
+    }
+
+    /// Time spent waiting on providers and queues before the current moment.
+    fn waited(&self) -> Duration {
+        self.record.wait_time
+            + self
+                .record
+                .attempts
+                .iter()
+                .map(|a| a.duration)
+                .sum::<Duration>()
+    }
+}
+
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        if !self.submitted {
+            // 499: nginx's convention for "client closed request".
+            self.submit(499, RequestOutcome::ClientDisconnected);
+        }
+    }
+}
+
+/// What one attempt led to.
+enum Step {
+    /// A complete body in the client's shape.
+    Complete { body: Bytes, usage: Option<Usage> },
+    /// A stream whose first client bytes are ready.
+    Stream {
+        upstream: UpstreamStream,
+        first: Bytes,
+        upstream_ttft: Duration,
+    },
+    /// Answer the client with this error; no retry or fallback helps.
+    Fatal(GatewayError),
+    /// Worth another attempt. `rotate`: this key was refused, try another one now.
+    Retry {
+        error: GatewayError,
+        rotate: bool,
+        retry_after: Option<Duration>,
+        give_up_target: bool,
+    },
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Serves one client request.
+pub async fn execute(engine: Arc<Engine>, mut inbound: Inbound, request_id: String) -> Response {
+    crate::metrics::request_started();
+    let flavor = inbound.api.flavor();
+    let mut ctx = RequestCtx {
+        record: RequestRecord::new(
+            request_id.clone(),
+            inbound.api,
+            &inbound.model,
+            inbound.stream,
+        ),
+        started: Instant::now(),
+        sink: engine.sink.clone(),
+        submitted: false,
+    };
+    let plan = match engine
+        .router
+        .plan(&inbound.model, &inbound.fallbacks, flavor)
+    {
+        Ok(plan) => plan,
+        Err(e) => return ctx.error_response(e, flavor),
+    };
+    let retry = &engine.router.retry;
+    let max_retry_after = Duration::from_secs(retry.max_retry_after_secs);
+    let mut errors: Vec<GatewayError> = Vec::new();
+
+    for target in &plan {
+        let provider = &target.provider;
+        let prepare_start = Instant::now();
+        let call = match provider.prepare(&mut inbound, &target.model) {
+            Ok(Prepared::Call(call)) => call,
+            Ok(Prepared::Local(body)) => {
+                ctx.record.served_by = Some(format!("{}/{}", provider.name, target.model));
+                ctx.record.overhead = Some(ctx.started.elapsed());
+                let mut response = json_response(body);
+                ctx.stamp(&mut response);
+                ctx.submit(200, RequestOutcome::Ok);
+                set_served_by(&mut response, target);
+                response.headers_mut().insert(
+                    "x-sluice-token-count",
+                    HeaderValue::from_static("estimated"),
+                );
+                return response;
+            }
+            Err(e) => {
+                ctx.attempt(
+                    target,
+                    "",
+                    prepare_start,
+                    AttemptOutcome::Skipped {
+                        reason: e.message.clone(),
+                    },
+                );
+                errors.push(e);
+                continue;
+            }
+        };
+        let permit = match provider.limiter.acquire().await {
+            Ok((permit, waited)) => {
+                ctx.record.wait_time += waited;
+                permit
+            }
+            Err(limit) => {
+                let message = match limit {
+                    LimitError::QueueFull {
+                        max_concurrency,
+                        max_queue,
+                    } => format!(
+                        "provider `{}` is at its concurrency limit ({max_concurrency} in flight, {max_queue} queued)",
+                        provider.name
+                    ),
+                    LimitError::Timeout { waited } => format!(
+                        "provider `{}` had no free slot within {} ms",
+                        provider.name,
+                        waited.as_millis()
+                    ),
+                };
+                ctx.attempt(
+                    target,
+                    "",
+                    prepare_start,
+                    AttemptOutcome::Saturated {
+                        message: message.clone(),
+                    },
+                );
+                let mut e = GatewayError::new(
+                    ErrorKind::Saturated,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    message,
+                );
+                e.retry_after = Some(1);
+                errors.push(e);
+                continue;
+            }
+        };
+
+        let meta = ResponseMeta {
+            id: match flavor {
+                Flavor::OpenAi => format!("chatcmpl-{request_id}"),
+                Flavor::Anthropic => format!("msg_{request_id}"),
+            },
+            created: unix_now(),
+            model: target.model.clone(),
+        };
+        let mut excluded: Vec<usize> = Vec::new();
+        let mut attempt = 0u32;
+        while let Some(key) = provider.choose_key(&excluded) {
+            let attempt_start = Instant::now();
+            let step = attempt_once(&mut ctx, target, key, &call, &meta).await;
+            match step {
+                Step::Complete { body, usage } => {
+                    ctx.record.served_by = Some(format!("{}/{}", provider.name, target.model));
+                    ctx.record.usage = usage;
+                    let total = ctx.started.elapsed();
+                    let waited = ctx.waited();
+                    ctx.record.overhead = Some(total.saturating_sub(waited));
+                    let mut response = json_response(body);
+                    ctx.stamp(&mut response);
+                    ctx.submit(200, RequestOutcome::Ok);
+                    drop(permit);
+                    set_served_by(&mut response, target);
+                    return response;
+                }
+                Step::Stream {
+                    upstream,
+                    first,
+                    upstream_ttft,
+                } => {
+                    ctx.record.served_by = Some(format!("{}/{}", provider.name, target.model));
+                    // Everything before this attempt, plus the provider's own first-event time.
+                    let prior = ctx.waited().saturating_sub(attempt_start.elapsed());
+                    let mut response = stream_response(
+                        ctx,
+                        upstream,
+                        first,
+                        permit,
+                        flavor,
+                        prior + upstream_ttft,
+                        target,
+                    );
+                    set_served_by(&mut response, target);
+                    return response;
+                }
+                Step::Fatal(error) => return ctx.error_response(error, flavor),
+                Step::Retry {
+                    error,
+                    rotate,
+                    retry_after,
+                    give_up_target,
+                } => {
+                    errors.push(error);
+                    let other_key = rotate && provider.keys.len() > excluded.len() + 1;
+                    if rotate {
+                        excluded.push(key);
+                    }
+                    if give_up_target && !other_key {
+                        break;
+                    }
+                    if attempt >= provider.max_retries {
+                        break;
+                    }
+                    attempt += 1;
+                    if other_key {
+                        // A different key is not rate limited by the first one's 429.
+                        continue;
+                    }
+                    if let Some(after) = retry_after {
+                        if after > max_retry_after {
+                            break;
+                        }
+                    }
+                    let delay = backoff(retry, attempt - 1, retry_after);
+                    tokio::time::sleep(delay).await;
+                    ctx.record.wait_time += delay;
+                }
+            }
+        }
+        drop(permit);
+    }
+
+    let error = final_error(errors, &ctx.record.attempts);
+    ctx.error_response(error, flavor)
+}
+
+async fn attempt_once(
+    ctx: &mut RequestCtx,
+    target: &Target,
+    key: usize,
+    call: &UpstreamCall,
+    meta: &ResponseMeta,
+) -> Step {
+    let provider = &target.provider;
+    let key_id = provider
+        .keys
+        .get(key)
+        .map(|k| k.id.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let started = Instant::now();
+    let request = provider
+        .client
+        .post(&call.url)
+        .headers(call.headers.clone())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(call.body.clone());
+    let request = provider.authorize(request, key);
+    let health = |failure: KeyFailure| {
+        if let Some(k) = provider.keys.get(key) {
+            k.health
+                .on_failure(failure, provider.now_ms(), &provider.health);
+        }
+    };
+    let label = format!("provider `{}` (model `{}`)", provider.name, target.model);
+
+    let response = match tokio::time::timeout(provider.header_timeout, request.send()).await {
+        Err(_) => {
+            ctx.attempt(target, &key_id, started, AttemptOutcome::HeaderTimeout);
+            health(KeyFailure::Transient);
+            let error = GatewayError::new(
+                ErrorKind::UpstreamTimeout,
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "{label} sent no response headers within {} ms",
+                    provider.header_timeout.as_millis()
+                ),
+            );
+            return Step::Retry {
+                error,
+                rotate: false,
+                retry_after: None,
+                give_up_target: false,
+            };
+        }
+        Ok(Err(e)) => {
+            let message = error_chain(&e);
+            ctx.attempt(
+                target,
+                &key_id,
+                started,
+                AttemptOutcome::Connect {
+                    message: message.clone(),
+                },
+            );
+            health(KeyFailure::Transient);
+            let (kind, status) = if e.is_timeout() {
+                (ErrorKind::UpstreamTimeout, StatusCode::GATEWAY_TIMEOUT)
+            } else {
+                (ErrorKind::UpstreamConnect, StatusCode::BAD_GATEWAY)
+            };
+            let error = GatewayError::new(
+                kind,
+                status,
+                format!("{label} could not be reached: {message}"),
+            );
+            return Step::Retry {
+                error,
+                rotate: false,
+                retry_after: None,
+                give_up_target: false,
+            };
+        }
+        Ok(Ok(response)) => response,
+    };
+
+    let status = response.status();
+    if !status.is_success() {
+        let retry_after = parse_retry_after(response.headers());
+        let body = read_body(response, MAX_ERROR_BODY, provider.stream_idle_timeout)
+            .await
+            .unwrap_or_default();
+        let message = upstream_error_message(provider.protocol, &body);
+        ctx.attempt(
+            target,
+            &key_id,
+            started,
+            AttemptOutcome::Status {
+                status: status.as_u16(),
+                message: message.clone(),
+            },
+        );
+        let mut error = GatewayError::new(
+            ErrorKind::UpstreamStatus,
+            status,
+            format!("{label} answered {}: {message}", status.as_u16()),
+        );
+        let flavor = match provider.protocol {
+            Protocol::OpenAi | Protocol::Azure => Some(Flavor::OpenAi),
+            Protocol::Anthropic => Some(Flavor::Anthropic),
+            Protocol::Gemini => None,
+        };
+        return match status.as_u16() {
+            401 | 403 => {
+                health(KeyFailure::Auth);
+                Step::Retry {
+                    error,
+                    rotate: true,
+                    retry_after: None,
+                    give_up_target: true,
+                }
+            }
+            429 => {
+                health(KeyFailure::RateLimited(retry_after));
+                error.retry_after = retry_after.map(|d| d.as_secs().max(1));
+                Step::Retry {
+                    error,
+                    rotate: true,
+                    retry_after,
+                    give_up_target: false,
+                }
+            }
+            408 | 409 | 500..=599 => {
+                health(KeyFailure::Transient);
+                Step::Retry {
+                    error,
+                    rotate: false,
+                    retry_after,
+                    give_up_target: false,
+                }
+            }
+            _ => {
+                if let Some(f) = flavor {
+                    error.upstream_body = Some((f, body));
+                }
+                Step::Fatal(error)
+            }
+        };
+    }
+
+    if call.stream {
+        let is_sse = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !is_sse {
+            let message = "asked for a stream but the answer is not text/event-stream".to_owned();
+            ctx.attempt(
+                target,
+                &key_id,
+                started,
+                AttemptOutcome::Protocol {
+                    message: message.clone(),
+                },
+            );
+            health(KeyFailure::Transient);
+            let error = GatewayError::new(
+                ErrorKind::UpstreamProtocol,
+                StatusCode::BAD_GATEWAY,
+                format!("{label} {message}"),
+            );
+            return Step::Retry {
+                error,
+                rotate: false,
+                retry_after: None,
+                give_up_target: false,
+            };
+        }
+        let factory = ChunkFactory {
+            id: meta.id.clone(),
+            model: meta.model.clone(),
+            created: meta.created,
+        };
+        let translator = StreamTranslator::new(call.decode, factory);
+        let mut upstream = UpstreamStream::new(response, translator, provider.stream_idle_timeout);
+        return match upstream.next_output().await {
+            Ok(Some(first)) => {
+                let upstream_ttft = started.elapsed();
+                ctx.attempt(
+                    target,
+                    &key_id,
+                    started,
+                    AttemptOutcome::Ok {
+                        status: status.as_u16(),
+                    },
+                );
+                if let Some(k) = provider.keys.get(key) {
+                    k.health.on_success(provider.now_ms(), &provider.health);
+                }
+                Step::Stream {
+                    upstream,
+                    first,
+                    upstream_ttft,
+                }
+            }
+            Ok(None) => {
+                let message = "the stream ended without any event".to_owned();
+                ctx.attempt(
+                    target,
+                    &key_id,
+                    started,
+                    AttemptOutcome::Protocol {
+                        message: message.clone(),
+                    },
+                );
+                health(KeyFailure::Transient);
+                let error = GatewayError::new(
+                    ErrorKind::UpstreamProtocol,
+                    StatusCode::BAD_GATEWAY,
+                    format!("{label}: {message}"),
+                );
+                Step::Retry {
+                    error,
+                    rotate: false,
+                    retry_after: None,
+                    give_up_target: false,
+                }
+            }
+            Err(e) => {
+                let (outcome, error) = stream_failure(&label, &e, provider.stream_idle_timeout);
+                ctx.attempt(target, &key_id, started, outcome);
+                health(KeyFailure::Transient);
+                Step::Retry {
+                    error,
+                    rotate: false,
+                    retry_after: None,
+                    give_up_target: false,
+                }
+            }
+        };
+    }
+
+    let body = match read_body(response, MAX_RESPONSE_BODY, provider.stream_idle_timeout).await {
+        Ok(body) => body,
+        Err(e) => {
+            let (outcome, error) = stream_failure(&label, &e, provider.stream_idle_timeout);
+            ctx.attempt(target, &key_id, started, outcome);
+            health(KeyFailure::Transient);
+            return Step::Retry {
+                error,
+                rotate: false,
+                retry_after: None,
+                give_up_target: false,
+            };
+        }
+    };
+    match decode_body(call.decode, body, meta) {
+        Ok((body, usage)) => {
+            ctx.attempt(
+                target,
+                &key_id,
+                started,
+                AttemptOutcome::Ok {
+                    status: status.as_u16(),
+                },
+            );
+            if let Some(k) = provider.keys.get(key) {
+                k.health.on_success(provider.now_ms(), &provider.health);
+            }
+            Step::Complete { body, usage }
+        }
+        Err(mut error) => {
+            ctx.attempt(
+                target,
+                &key_id,
+                started,
+                AttemptOutcome::Protocol {
+                    message: error.message.clone(),
+                },
+            );
+            health(KeyFailure::Transient);
+            error.message = format!("{label}: {}", error.message);
+            Step::Retry {
+                error,
+                rotate: false,
+                retry_after: None,
+                give_up_target: false,
+            }
+        }
+    }
+}
+
+fn stream_failure(label: &str, e: &StreamError, idle: Duration) -> (AttemptOutcome, GatewayError) {
+    match e {
+        StreamError::Idle => (
+            AttemptOutcome::IdleTimeout,
+            GatewayError::new(
+                ErrorKind::UpstreamTimeout,
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "{label} went silent for {} ms (stream idle timeout)",
+                    idle.as_millis()
+                ),
+            ),
+        ),
+        StreamError::Read(m) => (
+            AttemptOutcome::Connect { message: m.clone() },
+            GatewayError::new(
+                ErrorKind::UpstreamConnect,
+                StatusCode::BAD_GATEWAY,
+                format!("{label}: {e}"),
+            ),
+        ),
+        StreamError::Provider(p) => (
+            AttemptOutcome::StreamError {
+                message: format!("{}: {}", p.kind, p.message),
+            },
+            GatewayError::new(
+                ErrorKind::UpstreamStatus,
+                StatusCode::BAD_GATEWAY,
+                format!("{label}: {e}"),
+            ),
+        ),
+        StreamError::Truncated | StreamError::Protocol(_) => (
+            AttemptOutcome::Protocol {
+                message: e.to_string(),
+            },
+            GatewayError::new(
+                ErrorKind::UpstreamProtocol,
+                StatusCode::BAD_GATEWAY,
+                format!("{label}: {e}"),
+            ),
+        ),
+    }
+}
+
+/// Reads a whole body, with the idle timeout between reads and a size cap.
+async fn read_body(
+    response: reqwest::Response,
+    cap: usize,
+    idle: Duration,
+) -> Result<Bytes, StreamError> {
+    let mut body = response.bytes_stream();
+    let mut out = BytesMut::new();
+    loop {
+        match tokio::time::timeout(idle, body.next()).await {
+            Err(_) => return Err(StreamError::Idle),
+            Ok(None) => return Ok(out.freeze()),
+            Ok(Some(Err(e))) => return Err(StreamError::Read(error_chain(&e))),
+            Ok(Some(Ok(chunk))) => {
+                if out.len() + chunk.len() > cap {
+                    return Err(StreamError::Protocol(format!(
+                        "body larger than {cap} bytes"
+                    )));
+                }
+                out.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
+/// `Retry-After` in seconds or as an HTTP date; also OpenAI's `retry-after-ms`.
+fn parse_retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(Duration::from_millis(ms as u64));
+        }
+    }
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_millis((secs * 1000.0) as u64));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// The error for a request whose every target failed: the status of the most telling
+/// failure, and a message listing what each attempt ran into.
+fn final_error(errors: Vec<GatewayError>, attempts: &[AttemptRecord]) -> GatewayError {
+    let summary: Vec<String> = attempts
+        .iter()
+        .map(|a| {
+            let what = match &a.outcome {
+                AttemptOutcome::Ok { status } => format!("{status}"),
+                AttemptOutcome::Status { status, .. } => format!("{status}"),
+                AttemptOutcome::Skipped { reason } => format!("skipped ({reason})"),
+                other => other.label().replace('_', " "),
+            };
+            format!("{}/{}: {what}", a.provider, a.model)
+        })
+        .collect();
+    let Some(mut last) = errors.into_iter().last() else {
+        return GatewayError::new(
+            ErrorKind::Internal,
+            StatusCode::BAD_GATEWAY,
+            "no target could be tried",
+        );
+    };
+    // Skips alone mean the request itself cannot be served: keep the 400 and its reason.
+    if attempts
+        .iter()
+        .all(|a| matches!(a.outcome, AttemptOutcome::Skipped { .. }))
+    {
+        return last;
+    }
+    let status = match last.kind {
+        ErrorKind::UpstreamStatus
+            if last.status.is_server_error() || last.status == StatusCode::TOO_MANY_REQUESTS =>
+        {
+            last.status
+        }
+        ErrorKind::UpstreamStatus => StatusCode::BAD_GATEWAY,
+        _ => last.status,
+    };
+    last.status = status;
+    last.upstream_body = None;
+    last.message = format!(
+        "all {} attempts failed ({}); last error: {}",
+        attempts.len(),
+        summary.join(", "),
+        last.message
+    );
+    last
+}
+
+fn json_response(body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn set_served_by(response: &mut Response, target: &Target) {
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&target.provider.name) {
+        headers.insert("x-sluice-provider", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&target.model) {
+        headers.insert("x-sluice-model", v);
+    }
+}
+
+/// State of a stream being delivered to the client.
+struct ClientStream {
+    ctx: RequestCtx,
+    upstream: UpstreamStream,
+    first: Option<Bytes>,
+    /// Held until the stream ends: the provider's concurrency slot.
+    _permit: OwnedSemaphorePermit,
+    provider: Arc<Provider>,
+    flavor: Flavor,
+    /// Waiting on providers and queues up to the final provider's first event.
+    waited_to_first: Duration,
+    done: bool,
+}
+
+impl ClientStream {
+    fn finish(&mut self, error: Option<StreamError>) -> Option<Bytes> {
+        self.done = true;
+        self.ctx.record.usage = self.upstream.usage();
+        match error {
+            None => {
+                self.ctx.submit(200, RequestOutcome::Ok);
+                None
+            }
+            Some(e) => {
+                let label = format!("provider `{}`", self.provider.name);
+                let (_, error) = stream_failure(&label, &e, self.provider.stream_idle_timeout);
+                self.ctx.record.error_kind = Some(error.kind.label());
+                self.ctx.record.error_message = Some(error.message.clone());
+                self.ctx.submit(200, RequestOutcome::StreamFailed);
+                Some(error.stream_event(self.flavor))
+            }
+        }
+    }
+}
+
+fn stream_response(
+    ctx: RequestCtx,
+    upstream: UpstreamStream,
+    first: Bytes,
+    permit: OwnedSemaphorePermit,
+    flavor: Flavor,
+    waited_to_first: Duration,
+    target: &Target,
+) -> Response {
+    let state = ClientStream {
+        ctx,
+        upstream,
+        first: Some(first),
+        _permit: permit,
+        provider: target.provider.clone(),
+        flavor,
+        waited_to_first,
+        done: false,
+    };
+    let mut headers = http::HeaderMap::new();
+    state.ctx.stamp_into(&mut headers);
+    let body = futures_util::stream::unfold(state, |mut st| async move {
+        if let Some(first) = st.first.take() {
+            let ttft = st.ctx.started.elapsed();
+            st.ctx.record.time_to_first_token = Some(ttft);
+            st.ctx.record.overhead = Some(ttft.saturating_sub(st.waited_to_first));
+            return Some((Ok::<Bytes, Infallible>(first), st));
+        }
+        if st.done {
+            return None;
+        }
+        match st.upstream.next_output().await {
+            Ok(Some(bytes)) => Some((Ok(bytes), st)),
+            Ok(None) => {
+                st.finish(None);
+                None
+            }
+            Err(e) => st.finish(Some(e)).map(|event| (Ok(event), st)),
+        }
+    });
+    let mut response = Response::new(Body::from_stream(body));
+    let h = response.headers_mut();
+    h.extend(headers);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+impl RequestCtx {
+    fn stamp_into(&self, headers: &mut http::HeaderMap) {
+        let mut response = Response::new(Body::empty());
+        self.stamp(&mut response);
+        headers.extend(response.headers().clone());
+    }
+}

@@ -1,0 +1,151 @@
+//! The record of one request: who asked for what, every attempt (provider, model, key,
+//! outcome, timing), who finally served it, usage and timings. It is built on the request
+//! path and handed to a [`RecordSink`] exactly once — when the response (or stream) is
+//! complete, fails, or the client goes away. The governance work persists it; here it
+//! feeds metrics and the debug log.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use sluice_shared::openai::Usage;
+
+use crate::providers::ClientApi;
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum AttemptOutcome {
+    /// The provider answered with a success status.
+    Ok { status: u16 },
+    /// The provider answered with an error status.
+    Status { status: u16, message: String },
+    /// No response headers within `header_timeout_ms` (connect errors are `Connect`).
+    HeaderTimeout,
+    /// No stream event or body bytes within `stream_idle_timeout_ms`.
+    IdleTimeout,
+    /// The connection could not be opened, or broke.
+    Connect { message: String },
+    /// The provider answered with something that is not its API.
+    Protocol { message: String },
+    /// The provider's stream carried an error event before anything reached the client.
+    StreamError { message: String },
+    /// The provider's concurrency limit and queue were full, or the queue wait timed out.
+    Saturated { message: String },
+    /// The request cannot be sent to this target (translation not possible).
+    Skipped { reason: String },
+}
+
+impl AttemptOutcome {
+    /// Low-cardinality label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AttemptOutcome::Ok { .. } => "ok",
+            AttemptOutcome::Status { status: 429, .. } => "status_429",
+            AttemptOutcome::Status { status, .. } if *status >= 500 => "status_5xx",
+            AttemptOutcome::Status { .. } => "status_4xx",
+            AttemptOutcome::HeaderTimeout => "header_timeout",
+            AttemptOutcome::IdleTimeout => "idle_timeout",
+            AttemptOutcome::Connect { .. } => "connect_error",
+            AttemptOutcome::Protocol { .. } => "protocol_error",
+            AttemptOutcome::StreamError { .. } => "stream_error",
+            AttemptOutcome::Saturated { .. } => "saturated",
+            AttemptOutcome::Skipped { .. } => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    pub provider: String,
+    pub model: String,
+    /// The key's configured id (never its value); empty when no key was chosen.
+    pub key_id: String,
+    /// Since the request started.
+    pub started_after: Duration,
+    pub duration: Duration,
+    pub outcome: AttemptOutcome,
+}
+
+/// How the request ended for the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestOutcome {
+    /// A complete answer was delivered.
+    Ok,
+    /// An error response was sent (see `error_kind`).
+    Error,
+    /// A stream started but ended with an error event.
+    StreamFailed,
+    /// The client went away first; the upstream request was cancelled.
+    ClientDisconnected,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    pub request_id: String,
+    pub received_at: SystemTime,
+    pub api: &'static str,
+    pub requested_model: String,
+    pub stream: bool,
+    pub attempts: Vec<AttemptRecord>,
+    /// `provider/model` that produced the answer.
+    pub served_by: Option<String>,
+    pub status: u16,
+    pub outcome: RequestOutcome,
+    pub error_kind: Option<&'static str>,
+    pub error_message: Option<String>,
+    pub usage: Option<Usage>,
+    /// Whole request, as the gateway saw it.
+    pub latency: Duration,
+    /// Time spent waiting on providers (all attempts).
+    pub upstream_time: Duration,
+    /// Backoff sleeps and concurrency-queue waits.
+    pub wait_time: Duration,
+    /// Streams: from receipt to the first event sent to the client.
+    pub time_to_first_token: Option<Duration>,
+    /// What the gateway itself added (see `engine` docs for the definition).
+    pub overhead: Option<Duration>,
+}
+
+impl RequestRecord {
+    pub fn new(request_id: String, api: ClientApi, model: &str, stream: bool) -> Self {
+        RequestRecord {
+            request_id,
+            received_at: SystemTime::now(),
+            api: api.label(),
+            requested_model: model.to_owned(),
+            stream,
+            attempts: Vec::new(),
+            served_by: None,
+            status: 0,
+            outcome: RequestOutcome::Error,
+            error_kind: None,
+            error_message: None,
+            usage: None,
+            latency: Duration::ZERO,
+            upstream_time: Duration::ZERO,
+            wait_time: Duration::ZERO,
+            time_to_first_token: None,
+            overhead: None,
+        }
+    }
+}
+
+/// Where finished records go. Called once per request, on the request's task: an
+/// implementation must not block (queue the record and return).
+pub trait RecordSink: Send + Sync + std::fmt::Debug {
+    fn submit(&self, record: RequestRecord);
+}
+
+/// The default sink: one structured debug line per request (`RUST_LOG=sluice=debug`).
+#[derive(Debug, Default)]
+pub struct LogSink;
+
+impl RecordSink for LogSink {
+    fn submit(&self, record: RequestRecord) {
+        if tracing::enabled!(target: "sluice::record", tracing::Level::DEBUG) {
+            let json = serde_json::to_string(&record).unwrap_or_default();
+            tracing::debug!(target: "sluice::record", "{json}");
+        }
+    }
+}

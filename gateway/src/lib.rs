@@ -1,0 +1,18 @@
+//! The Sluice gateway: an OpenAI- and Anthropic-compatible API in front of many model
+//! providers, with routing, fallbacks, retries, load balancing and translation between
+//! API shapes. `main.rs` is a thin CLI over this library.
+//!
+//! Modules by what they own: [`config`] (schema, validation, zero-config), [`api`] (HTTP
+//! surfaces), [`engine`] (attempts, streaming, request records), [`routing`] (model
+//! resolution, key health, concurrency limits, backoff), [`providers`] (per-protocol
+//! requests and answers), [`metrics`], [`server`].
+
+pub mod api;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod metrics;
+pub mod providers;
+pub mod routing;
+pub mod secret;
+pub mod server;

@@ -1,0 +1,267 @@
+//! Routing: from the model string a client sent to an ordered list of targets
+//! (`provider`, `model`) to try, and the retry policy between attempts.
+//!
+//! Model strings resolve in this order:
+//! 1. an alias (`default`, `fast`, …): its targets in weighted-random order, then its
+//!    fallbacks;
+//! 2. `provider/model` where `provider` is configured (the model may itself contain
+//!    slashes: `openrouter/meta-llama/llama-3.3-70b`);
+//! 3. a bare model listed in some provider's `models`;
+//! 4. a bare model on the surface's native provider: the first Anthropic provider for
+//!    `/anthropic`, the first OpenAI-protocol provider for `/v1` (so Claude Code and the
+//!    OpenAI SDKs work with their usual model names).
+//!
+//! The request's own `fallbacks` follow, duplicates are dropped, and targets whose
+//! provider has every key out of rotation move to the end.
+
+pub mod health;
+pub mod limiter;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::config::{AliasConfig, RoutingConfig, list_or_none};
+use crate::error::{ErrorKind, Flavor, GatewayError};
+use crate::providers::Provider;
+use crate::providers::kind::Protocol;
+
+/// One place to send the request.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub provider: Arc<Provider>,
+    pub model: String,
+}
+
+#[derive(Debug)]
+struct Alias {
+    targets: Vec<(String, f64)>,
+    fallbacks: Vec<String>,
+}
+
+/// Immutable routing table built from a validated config.
+#[derive(Debug)]
+pub struct Router {
+    providers: Vec<Arc<Provider>>,
+    by_name: HashMap<String, Arc<Provider>>,
+    aliases: HashMap<String, Alias>,
+    pub retry: RoutingConfig,
+}
+
+impl Router {
+    pub fn new(
+        providers: Vec<Arc<Provider>>,
+        aliases: &std::collections::BTreeMap<String, AliasConfig>,
+        retry: RoutingConfig,
+    ) -> Self {
+        let by_name = providers
+            .iter()
+            .map(|p| (p.name.clone(), p.clone()))
+            .collect();
+        let aliases = aliases
+            .iter()
+            .map(|(name, a)| {
+                let alias = Alias {
+                    targets: a
+                        .targets
+                        .iter()
+                        .map(|t| (t.model.clone(), t.weight))
+                        .collect(),
+                    fallbacks: a.fallbacks.clone(),
+                };
+                (name.clone(), alias)
+            })
+            .collect();
+        Router {
+            providers,
+            by_name,
+            aliases,
+            retry,
+        }
+    }
+
+    pub fn providers(&self) -> &[Arc<Provider>] {
+        &self.providers
+    }
+
+    /// Alias names, sorted.
+    pub fn alias_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.aliases.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The ordered targets for a request.
+    pub fn plan(
+        &self,
+        model: &str,
+        fallbacks: &[String],
+        surface: Flavor,
+    ) -> Result<Vec<Target>, GatewayError> {
+        let model = model.trim();
+        if model.is_empty() {
+            return Err(GatewayError::invalid(
+                "missing `model`: name an alias or a `provider/model` string",
+            )
+            .with_param("model"));
+        }
+        let mut targets = Vec::new();
+        self.expand(model, surface, &mut targets)?;
+        for fallback in fallbacks {
+            self.expand(fallback, surface, &mut targets)
+                .map_err(|mut e| {
+                    e.message = format!("in `fallbacks`: {}", e.message);
+                    e.param = Some("fallbacks".into());
+                    e
+                })?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        targets.retain(|t| seen.insert((t.provider.name.clone(), t.model.clone())));
+        let now = self.providers.first().map(|p| p.now_ms()).unwrap_or(0);
+        // Stable: the healthy keep their order, the unhealthy keep theirs, after them.
+        targets.sort_by_key(|t| !t.provider.has_available_key(now));
+        Ok(targets)
+    }
+
+    fn expand(
+        &self,
+        model: &str,
+        surface: Flavor,
+        out: &mut Vec<Target>,
+    ) -> Result<(), GatewayError> {
+        if let Some(alias) = self.aliases.get(model) {
+            let mut pool = alias.targets.clone();
+            while !pool.is_empty() {
+                let total: f64 = pool.iter().map(|(_, w)| *w).sum();
+                let mut pick = fastrand::f64() * total;
+                let mut chosen = pool.len() - 1;
+                for (i, (_, w)) in pool.iter().enumerate() {
+                    if pick < *w {
+                        chosen = i;
+                        break;
+                    }
+                    pick -= w;
+                }
+                let (target, _) = pool.remove(chosen);
+                self.push_direct(&target, out)?;
+            }
+            for fallback in &alias.fallbacks {
+                self.push_direct(fallback, out)?;
+            }
+            return Ok(());
+        }
+        if let Some((provider, rest)) = model.split_once('/') {
+            if let (Some(p), false) = (self.by_name.get(provider), rest.is_empty()) {
+                out.push(Target {
+                    provider: p.clone(),
+                    model: rest.to_owned(),
+                });
+                return Ok(());
+            }
+        }
+        if let Some(p) = self
+            .providers
+            .iter()
+            .find(|p| p.models.iter().any(|m| m == model))
+        {
+            out.push(Target {
+                provider: p.clone(),
+                model: model.to_owned(),
+            });
+            return Ok(());
+        }
+        let native = self.providers.iter().find(|p| match surface {
+            Flavor::Anthropic => p.protocol == Protocol::Anthropic,
+            Flavor::OpenAi => matches!(p.protocol, Protocol::OpenAi | Protocol::Azure),
+        });
+        if let (Some(p), false) = (native, model.contains('/')) {
+            out.push(Target {
+                provider: p.clone(),
+                model: model.to_owned(),
+            });
+            return Ok(());
+        }
+        Err(self.unknown_model(model))
+    }
+
+    fn push_direct(&self, model: &str, out: &mut Vec<Target>) -> Result<(), GatewayError> {
+        match model.split_once('/') {
+            Some((provider, rest)) => match self.by_name.get(provider) {
+                Some(p) => {
+                    out.push(Target {
+                        provider: p.clone(),
+                        model: rest.to_owned(),
+                    });
+                    Ok(())
+                }
+                None => Err(self.unknown_model(model)),
+            },
+            None => Err(self.unknown_model(model)),
+        }
+    }
+
+    fn unknown_model(&self, model: &str) -> GatewayError {
+        let providers = list_or_none(
+            self.by_name
+                .keys()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter(),
+        );
+        let aliases = self.alias_names().join(", ");
+        let hint = if self.providers.is_empty() {
+            "No provider is configured: set a provider API key (e.g. OPENAI_API_KEY) or start \
+             the gateway with --config."
+                .to_owned()
+        } else {
+            format!(
+                "Use `provider/model` with a configured provider ({providers}) or an alias ({}).",
+                if aliases.is_empty() {
+                    "none defined"
+                } else {
+                    &aliases
+                }
+            )
+        };
+        GatewayError::new(
+            ErrorKind::UnknownModel,
+            StatusCode::NOT_FOUND,
+            format!("model `{model}` does not match any alias or provider. {hint}"),
+        )
+        .with_param("model")
+    }
+}
+
+/// The delay before retry number `attempt` (0-based): exponential with full jitter, or
+/// the provider's `Retry-After` when that is longer.
+pub fn backoff(cfg: &RoutingConfig, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let ceiling = cfg
+        .backoff_base_ms
+        .saturating_mul(1u64 << attempt.min(20))
+        .min(cfg.backoff_max_ms);
+    let jittered = Duration::from_millis(fastrand::u64(0..=ceiling));
+    match retry_after {
+        Some(after) => after.max(jittered),
+        None => jittered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_honours_retry_after() {
+        let cfg = RoutingConfig {
+            backoff_base_ms: 100,
+            backoff_max_ms: 400,
+            ..Default::default()
+        };
+        for attempt in 0..10 {
+            let d = backoff(&cfg, attempt, None);
+            assert!(d <= Duration::from_millis(400), "{d:?}");
+        }
+        assert!(backoff(&cfg, 0, Some(Duration::from_secs(2))) >= Duration::from_secs(2));
+    }
+}
