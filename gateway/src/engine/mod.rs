@@ -335,11 +335,12 @@ pub async fn execute(engine: Arc<Engine>, mut inbound: Inbound, request_id: Stri
                     give_up_target,
                 } => {
                     errors.push(error);
+                    // A refused key is set aside only while another key remains; a lone
+                    // rate-limited key is retried after its Retry-After instead.
                     let other_key = rotate && provider.keys.len() > excluded.len() + 1;
-                    if rotate {
+                    if other_key {
                         excluded.push(key);
-                    }
-                    if give_up_target && !other_key {
+                    } else if give_up_target {
                         break;
                     }
                     if attempt >= provider.max_retries {
@@ -548,7 +549,7 @@ async fn attempt_once(
         };
         let translator = StreamTranslator::new(call.decode, factory);
         let mut upstream = UpstreamStream::new(response, translator, provider.stream_idle_timeout);
-        return match upstream.next_output().await {
+        return match first_content(&mut upstream).await {
             Ok(Some(first)) => {
                 let upstream_ttft = started.elapsed();
                 ctx.attempt(
@@ -651,6 +652,25 @@ async fn attempt_once(
                 retry_after: None,
                 give_up_target: false,
             }
+        }
+    }
+}
+
+/// Reads until the first event that carries content (a token, a tool call, a finish) or
+/// the end, returning everything read. Events before it (OpenAI's role-only chunk,
+/// Anthropic's `message_start` and `ping`) are held back so that a provider that
+/// connects but fails before its first token can still be retried or fall back.
+async fn first_content(upstream: &mut UpstreamStream) -> Result<Option<Bytes>, StreamError> {
+    let mut held = BytesMut::new();
+    loop {
+        match upstream.next_output().await? {
+            Some(bytes) => {
+                held.extend_from_slice(&bytes);
+                if upstream.content_seen() {
+                    return Ok(Some(held.freeze()));
+                }
+            }
+            None => return Ok((!held.is_empty()).then(|| held.freeze())),
         }
     }
 }

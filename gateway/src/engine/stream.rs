@@ -413,6 +413,95 @@ pub struct UpstreamStream {
     ended: bool,
     /// Usage seen in OpenAI chunks on their way to an Anthropic client.
     pub usage_probe: Option<Usage>,
+    content_seen: bool,
+}
+
+/// Which API the provider streams in, for recognising content-bearing events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UpstreamShape {
+    OpenAiChat,
+    Responses,
+    Anthropic,
+    Gemini,
+}
+
+/// The parts of an OpenAI chunk that show whether it carries content.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ContentProbe {
+    #[serde(default)]
+    choices: Vec<ContentProbeChoice>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct ContentProbeChoice {
+    #[serde(default)]
+    delta: ContentProbeDelta,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct ContentProbeDelta {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<serde::de::IgnoredAny>,
+}
+
+fn carries_content(shape: UpstreamShape, event: &SseEvent) -> bool {
+    let name = event.event.as_deref().unwrap_or_default();
+    match shape {
+        UpstreamShape::OpenAiChat => {
+            if event.data == "[DONE]" {
+                return true;
+            }
+            let Ok(probe) = serde_json::from_str::<ContentProbe>(&event.data) else {
+                return false;
+            };
+            probe.choices.iter().any(|c| {
+                let d = &c.delta;
+                c.finish_reason.is_some()
+                    || d.tool_calls.is_some()
+                    || [&d.content, &d.reasoning_content, &d.refusal]
+                        .iter()
+                        .any(|t| t.as_deref().is_some_and(|t| !t.is_empty()))
+            })
+        }
+        UpstreamShape::Responses => {
+            name.ends_with(".delta")
+                || matches!(
+                    name,
+                    "response.completed" | "response.incomplete" | "response.failed"
+                )
+        }
+        UpstreamShape::Anthropic => {
+            matches!(
+                name,
+                "content_block_delta" | "message_delta" | "message_stop"
+            )
+        }
+        UpstreamShape::Gemini => true,
+    }
+}
+
+impl StreamTranslator {
+    fn upstream_shape(&self) -> UpstreamShape {
+        match self {
+            StreamTranslator::PassOpenAi { .. } | StreamTranslator::OpenAiToAnthropic { .. } => {
+                UpstreamShape::OpenAiChat
+            }
+            StreamTranslator::PassResponses { .. } => UpstreamShape::Responses,
+            StreamTranslator::PassAnthropic { .. } | StreamTranslator::AnthropicToOpenAi { .. } => {
+                UpstreamShape::Anthropic
+            }
+            StreamTranslator::GeminiToOpenAi { .. }
+            | StreamTranslator::GeminiToAnthropic { .. } => UpstreamShape::Gemini,
+        }
+    }
 }
 
 impl std::fmt::Debug for UpstreamStream {
@@ -432,12 +521,17 @@ impl UpstreamStream {
             idle,
             ended: false,
             usage_probe: None,
+            content_seen: false,
         }
     }
 
     /// The next bytes for the client; `Ok(None)` once the stream has ended properly.
     pub async fn next_output(&mut self) -> Result<Option<Bytes>, StreamError> {
         let mut out = BytesMut::new();
+        if self.ended {
+            self.drain().await;
+            return Ok(None);
+        }
         loop {
             if self.ended {
                 return Ok((!out.is_empty()).then(|| out.freeze()));
@@ -479,12 +573,35 @@ impl UpstreamStream {
         }
     }
 
+    /// After the terminal event, reads the rest of the body (normally just the end of the
+    /// chunked encoding) so the connection goes back to the pool instead of being cut.
+    /// Bounded in bytes and by the idle timeout; anything after the terminal event is
+    /// not the client's.
+    async fn drain(&mut self) {
+        const MAX_TRAILING_BYTES: usize = 64 * 1024;
+        let mut seen = 0;
+        while seen < MAX_TRAILING_BYTES {
+            match tokio::time::timeout(self.idle, self.body.next()).await {
+                Ok(Some(Ok(chunk))) => seen += chunk.len(),
+                _ => return,
+            }
+        }
+    }
+
     /// Usage as far as it is known.
     pub fn usage(&self) -> Option<Usage> {
         self.translator.usage().or_else(|| self.usage_probe.clone())
     }
 
+    /// Whether an event with content (not just framing) has been read.
+    pub fn content_seen(&self) -> bool {
+        self.content_seen
+    }
+
     fn observe(&mut self, event: &SseEvent) {
+        if !self.content_seen {
+            self.content_seen = carries_content(self.translator.upstream_shape(), event);
+        }
         if self.translator.take_usage_from_encoder() && event.data.contains("\"usage\"") {
             if let Ok(probe) = serde_json::from_str::<openai::UsageProbe>(&event.data) {
                 if probe.usage.is_some() {
