@@ -137,10 +137,10 @@ impl GatewayError {
 
     /// The JSON body in the client's shape.
     pub fn body(&self, flavor: Flavor) -> Bytes {
-        if let Some((upstream_flavor, body)) = &self.upstream_body {
-            if *upstream_flavor == flavor {
-                return body.clone();
-            }
+        if let Some((upstream_flavor, body)) = &self.upstream_body
+            && *upstream_flavor == flavor
+        {
+            return body.clone();
         }
         let json = match flavor {
             Flavor::OpenAi => serde_json::to_vec(&openai::ErrorBody {

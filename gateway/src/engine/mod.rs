@@ -162,7 +162,7 @@ enum Step {
     Complete { body: Bytes, usage: Option<Usage> },
     /// A stream whose first client bytes are ready.
     Stream {
-        upstream: UpstreamStream,
+        upstream: Box<UpstreamStream>,
         first: Bytes,
         upstream_ttft: Duration,
     },
@@ -351,10 +351,10 @@ pub async fn execute(engine: Arc<Engine>, mut inbound: Inbound, request_id: Stri
                         // A different key is not rate limited by the first one's 429.
                         continue;
                     }
-                    if let Some(after) = retry_after {
-                        if after > max_retry_after {
-                            break;
-                        }
+                    if let Some(after) = retry_after
+                        && after > max_retry_after
+                    {
+                        break;
                     }
                     let delay = backoff(retry, attempt - 1, retry_after);
                     tokio::time::sleep(delay).await;
@@ -564,7 +564,7 @@ async fn attempt_once(
                     k.health.on_success(provider.now_ms(), &provider.health);
                 }
                 Step::Stream {
-                    upstream,
+                    upstream: Box::new(upstream),
                     first,
                     upstream_ttft,
                 }
@@ -750,10 +750,10 @@ fn parse_retry_after(headers: &http::HeaderMap) -> Option<Duration> {
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
     {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_millis(ms as u64));
-        }
+        return Some(Duration::from_millis(ms as u64));
     }
     let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<f64>() {
@@ -838,7 +838,7 @@ fn set_served_by(response: &mut Response, target: &Target) {
 /// State of a stream being delivered to the client.
 struct ClientStream {
     ctx: RequestCtx,
-    upstream: UpstreamStream,
+    upstream: Box<UpstreamStream>,
     first: Option<Bytes>,
     /// Held until the stream ends: the provider's concurrency slot.
     _permit: OwnedSemaphorePermit,
@@ -872,7 +872,7 @@ impl ClientStream {
 
 fn stream_response(
     ctx: RequestCtx,
-    upstream: UpstreamStream,
+    upstream: Box<UpstreamStream>,
     first: Bytes,
     permit: OwnedSemaphorePermit,
     flavor: Flavor,

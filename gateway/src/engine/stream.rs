@@ -602,12 +602,12 @@ impl UpstreamStream {
         if !self.content_seen {
             self.content_seen = carries_content(self.translator.upstream_shape(), event);
         }
-        if self.translator.take_usage_from_encoder() && event.data.contains("\"usage\"") {
-            if let Ok(probe) = serde_json::from_str::<openai::UsageProbe>(&event.data) {
-                if probe.usage.is_some() {
-                    self.usage_probe = probe.usage;
-                }
-            }
+        if self.translator.take_usage_from_encoder()
+            && event.data.contains("\"usage\"")
+            && let Ok(probe) = serde_json::from_str::<openai::UsageProbe>(&event.data)
+            && probe.usage.is_some()
+        {
+            self.usage_probe = probe.usage;
         }
     }
 }

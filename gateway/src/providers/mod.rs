@@ -313,10 +313,10 @@ impl Provider {
 
     /// OpenAI-protocol quirks for a request translated from another shape.
     fn fit_openai_request(&self, req: &mut ChatRequest) {
-        if self.kind.prefers_max_completion_tokens() {
-            if let Some(max) = req.max_tokens.take() {
-                req.max_completion_tokens = Some(max);
-            }
+        if self.kind.prefers_max_completion_tokens()
+            && let Some(max) = req.max_tokens.take()
+        {
+            req.max_completion_tokens = Some(max);
         }
         if req.is_stream() && !self.kind.accepts_stream_usage_option() {
             req.stream_options = None;

@@ -152,14 +152,14 @@ impl Router {
             }
             return Ok(());
         }
-        if let Some((provider, rest)) = model.split_once('/') {
-            if let (Some(p), false) = (self.by_name.get(provider), rest.is_empty()) {
-                out.push(Target {
-                    provider: p.clone(),
-                    model: rest.to_owned(),
-                });
-                return Ok(());
-            }
+        if let Some((provider, rest)) = model.split_once('/')
+            && let (Some(p), false) = (self.by_name.get(provider), rest.is_empty())
+        {
+            out.push(Target {
+                provider: p.clone(),
+                model: rest.to_owned(),
+            });
+            return Ok(());
         }
         if let Some(p) = self
             .providers

@@ -145,7 +145,7 @@ pub fn request_from_openai(req: ChatRequest) -> Result<GenerateContentRequest, T
 
     Ok(GenerateContentRequest {
         contents,
-        system_instruction: (!system.is_empty()).then(|| Content {
+        system_instruction: (!system.is_empty()).then_some(Content {
             role: None,
             parts: system,
         }),
