@@ -548,3 +548,39 @@ async fn check_config_reports_every_problem_with_its_path() {
     assert!(text.contains("alias default"), "{text}");
     assert!(!text.contains("\"a\""));
 }
+
+#[tokio::test]
+async fn tls_handshake_failure_is_a_clean_upstream_error() {
+    // https:// to a plaintext server exercises rustls (and its crypto provider) for real:
+    // the handshake must fail with an error response, never a panic.
+    let mock = MockProvider::start(&[]).await.unwrap();
+    let extra = format!(
+        "[providers.tls]\nkind = \"openai\"\nbase_url = \"https://localhost:{}/v1\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\nmax_retries = 0\n",
+        mock.addr().port()
+    );
+    let gw = Gateway::start(
+        &config(mock.base_url(), &extra),
+        &[("MOCK_KEY", PROVIDER_KEY)],
+    )
+    .await
+    .unwrap();
+    let resp = gw
+        .post("/v1/chat/completions", &chat("tls/gpt-4o-mini", "hi"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let v: Value = resp.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be reached"),
+        "{v}"
+    );
+    // The gateway is still serving.
+    let resp = gw
+        .post("/v1/chat/completions", &chat("oa/gpt-4o-mini", "hi"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

@@ -1,0 +1,304 @@
+#!/usr/bin/env python3
+"""Sluice gateway benchmark.
+
+Measures, in one run on loopback, latency (p50/p99) and throughput at fixed offered
+loads (open-loop, with oha's latency correction so slow responses are not hidden) for:
+
+  direct   client -> mock provider
+  proxy    client -> sluice-bench-proxy (minimal hyper pass-through) -> mock: the floor
+  gateway  client -> sluice-gateway (alias routing, weighted keys, health, metrics) -> mock
+
+then the highest throughput each sustains (closed loop, fixed connection count), the
+streaming time-to-first-token overhead (gateway vs direct, sequential requests), and the
+gateway's resident memory (and, with --soak-secs, its growth over a long run).
+
+Usage:  python3 tests/bench/gateway_bench.py [--secs 10] [--rates 1000,5000] [--soak-secs 600]
+Prints a markdown report (and writes JSON to bench-results/). Builds release binaries and
+installs the `oha` load generator from crates.io into target/bench-tools if it is missing.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RELEASE = ROOT / "target" / "release"
+OHA_VERSION = "1.16.0"
+BODY = json.dumps({
+    "model": "default",
+    "messages": [{"role": "user", "content": "Say hello to the benchmark"}],
+    "max_tokens": 16,
+})
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def build():
+    print("building release binaries…", file=sys.stderr)
+    sh(["cargo", "build", "--release", "--workspace", "--bins"], cwd=ROOT)
+
+
+def ensure_oha():
+    found = shutil.which("oha")
+    local = ROOT / "target" / "bench-tools" / "bin" / "oha"
+    if found:
+        return found
+    if not local.exists():
+        print(f"installing oha {OHA_VERSION} into target/bench-tools…", file=sys.stderr)
+        sh(["cargo", "install", "oha", "--version", OHA_VERSION, "--locked",
+            "--root", str(ROOT / "target" / "bench-tools")])
+    return str(local)
+
+
+class Server:
+    """A child process that prints `listening on http://ADDR` when ready."""
+
+    def __init__(self, args, env=None):
+        full_env = dict(os.environ, RUST_LOG="warn", **(env or {}))
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     env=full_env, text=True)
+        deadline = time.time() + 30
+        line = ""
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith("listening on "):
+                break
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{args[0]} exited early")
+        else:
+            raise RuntimeError(f"{args[0]} did not start: {line!r}")
+        self.url = line.strip().removeprefix("listening on ")
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+
+    def rss_mb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for l in f:
+                if l.startswith("VmRSS:"):
+                    return int(l.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def oha(bin_, url, secs, rate=None, conns=64):
+    cmd = [bin_, "--no-tui", "--output-format", "json", "-z", f"{secs}s", "-c", str(conns),
+           "-m", "POST", "-H", "content-type: application/json", "-H", "authorization: Bearer bench",
+           "-d", BODY]
+    if rate:
+        cmd += ["-q", str(rate), "--latency-correction"]
+    out = subprocess.run(cmd + [url], check=True, capture_output=True, text=True).stdout
+    data = json.loads(out)
+    summary = data["summary"]
+    pct = data["latencyPercentiles"]
+    codes = data.get("statusCodeDistribution", {})
+    total = sum(codes.values()) or 1
+    return {
+        "rps": summary["requestsPerSec"],
+        "p50_ms": pct["p50"] * 1000,
+        "p99_ms": pct["p99"] * 1000,
+        "ok_ratio": codes.get("200", 0) / total,
+        "requests": total,
+    }
+
+
+def ttfb_samples(url, model, n):
+    """Sequential streaming requests; time from sending to the first content byte."""
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"model": model, "stream": True,
+                       "messages": [{"role": "user", "content": "stream please"}]}).encode()
+    req = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+           f"authorization: Bearer bench\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
+    samples = []
+    for _ in range(n):
+        s = socket.create_connection((host, int(port)))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t0 = time.perf_counter()
+        s.sendall(req)
+        buf = b""
+        while b"Hello" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        samples.append((time.perf_counter() - t0) * 1000)
+        s.close()
+    samples.sort()
+    return {"p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1]}
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for l in f:
+                if l.startswith("model name"):
+                    cpu = l.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f"{int(f.readline().split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory": mem, "kernel": platform.release(),
+            "rustc": rustc, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def gateway_config(mock_url):
+    return f"""
+[server]
+listen = "127.0.0.1:0"
+
+[providers.primary]
+kind = "openai"
+base_url = "{mock_url}/v1"
+keys = [{{ value = "env:BENCH_KEY", weight = 3 }}, {{ value = "env:BENCH_KEY", weight = 1 }}]
+
+[providers.secondary]
+kind = "openai"
+base_url = "{mock_url}/v1"
+keys = [{{ value = "env:BENCH_KEY" }}]
+
+[aliases.default]
+targets = [{{ model = "primary/gpt-4o-mini", weight = 3 }}, {{ model = "secondary/gpt-4o-mini", weight = 1 }}]
+fallbacks = ["secondary/gpt-4o-mini"]
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--secs", type=int, default=10, help="seconds per load step")
+    ap.add_argument("--rates", default="1000,5000", help="fixed offered loads (RPS)")
+    ap.add_argument("--max-conns", type=int, default=64, help="connections for the max-throughput run")
+    ap.add_argument("--ttft-samples", type=int, default=300)
+    ap.add_argument("--soak-secs", type=int, default=0, help="also run the gateway this long at the top rate and track RSS")
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+    rates = [int(r) for r in args.rates.split(",") if r]
+
+    if not args.no_build:
+        build()
+    oha_bin = ensure_oha()
+    tmp = tempfile.mkdtemp()
+    cfg = Path(tmp) / "bench.toml"
+    mock = Server([str(RELEASE / "sluice-mock-provider"), "--listen", "127.0.0.1:0"])
+    cfg.write_text(gateway_config(mock.url))
+    proxy = Server([str(RELEASE / "sluice-bench-proxy"), "--listen", "127.0.0.1:0", "--upstream", mock.url])
+    gw = Server([str(RELEASE / "sluice-gateway"), "serve", "--config", str(cfg)], env={"BENCH_KEY": "bench-key"})
+    targets = {"direct": mock.url, "proxy": proxy.url, "gateway": gw.url}
+    results = {"machine": machine(), "fixed": {}, "max": {}, "ttft": {}, "rss_mb": {}}
+    try:
+        # Warm every path (connection pools, allocator) before measuring.
+        for url in targets.values():
+            oha(oha_bin, url + "/v1/chat/completions", 2, rate=500, conns=16)
+        results["rss_mb"]["gateway_idle_warm"] = gw.rss_mb()
+        for rate in rates:
+            for name, url in targets.items():
+                r = oha(oha_bin, url + "/v1/chat/completions", args.secs, rate=rate, conns=64)
+                results["fixed"].setdefault(str(rate), {})[name] = r
+                print(f"  {rate:>6} rps  {name:<8} p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
+                      f"achieved {r['rps']:.0f} rps  ok {r['ok_ratio']:.4f}", file=sys.stderr)
+            results["rss_mb"][f"gateway_after_{rate}"] = gw.rss_mb()
+        for name, url in targets.items():
+            r = oha(oha_bin, url + "/v1/chat/completions", args.secs, conns=args.max_conns)
+            results["max"][name] = r
+            print(f"  max      {name:<8} {r['rps']:.0f} rps  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms",
+                  file=sys.stderr)
+        results["rss_mb"]["gateway_after_max"] = gw.rss_mb()
+        ttfb_samples(mock.url, "gpt-4o-mini", 20)
+        ttfb_samples(gw.url, "default", 20)
+        results["ttft"]["direct"] = ttfb_samples(mock.url, "gpt-4o-mini", args.ttft_samples)
+        results["ttft"]["gateway"] = ttfb_samples(gw.url, "default", args.ttft_samples)
+        if args.soak_secs:
+            samples = []
+            rate = max(rates)
+            done = threading.Event()
+
+            def sample():
+                while not done.is_set():
+                    samples.append((time.time(), gw.rss_mb()))
+                    done.wait(5)
+
+            t = threading.Thread(target=sample)
+            t.start()
+            r = oha(oha_bin, gw.url + "/v1/chat/completions", args.soak_secs, rate=rate, conns=64)
+            done.set()
+            t.join()
+            warm = [m for (ts, m) in samples if ts - samples[0][0] >= 30] or [m for _, m in samples]
+            results["soak"] = {"secs": args.soak_secs, "rate": rate, "result": r,
+                               "rss_start_mb": warm[0], "rss_end_mb": warm[-1], "rss_max_mb": max(warm),
+                               "growth_pct": (warm[-1] - warm[0]) / warm[0] * 100}
+    finally:
+        for s in (gw, proxy, mock):
+            s.stop()
+
+    report(results, rates)
+    out_dir = ROOT / "bench-results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / f"gateway-{int(time.time())}.json").write_text(json.dumps(results, indent=2))
+
+
+def report(r, rates):
+    m = r["machine"]
+    print(f"## Gateway benchmark — {m['date']}\n")
+    print(f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, Linux {m['kernel']}, {m['rustc']}. "
+          "Load generator, mock provider and the system under test share these cores.\n")
+    print("### Fixed offered load (open loop, latency-corrected)\n")
+    print("| offered rps | path | achieved rps | p50 ms | p99 ms | ok |")
+    print("|---|---|---|---|---|---|")
+    for rate in rates:
+        for name, x in r["fixed"][str(rate)].items():
+            print(f"| {rate} | {name} | {x['rps']:.0f} | {x['p50_ms']:.3f} | {x['p99_ms']:.3f} | {x['ok_ratio']:.4f} |")
+    print("\n### Gateway overhead over direct\n")
+    print("| offered rps | p50 overhead µs | p99 overhead µs | proxy p50 overhead µs |")
+    print("|---|---|---|---|")
+    for rate in rates:
+        f = r["fixed"][str(rate)]
+        print(f"| {rate} | {(f['gateway']['p50_ms'] - f['direct']['p50_ms']) * 1000:.0f} | "
+              f"{(f['gateway']['p99_ms'] - f['direct']['p99_ms']) * 1000:.0f} | "
+              f"{(f['proxy']['p50_ms'] - f['direct']['p50_ms']) * 1000:.0f} |")
+    print("\n### Highest throughput (closed loop)\n")
+    print("| path | rps | p50 ms | p99 ms | ratio to proxy |")
+    print("|---|---|---|---|---|")
+    for name, x in r["max"].items():
+        print(f"| {name} | {x['rps']:.0f} | {x['p50_ms']:.3f} | {x['p99_ms']:.3f} | {x['rps'] / r['max']['proxy']['rps']:.2f} |")
+    t = r["ttft"]
+    print("\n### Streaming time to first token (sequential)\n")
+    print("| path | p50 ms | p99 ms |")
+    print("|---|---|---|")
+    for name, x in t.items():
+        print(f"| {name} | {x['p50_ms']:.3f} | {x['p99_ms']:.3f} |")
+    print(f"\nTTFT overhead p50: {(t['gateway']['p50_ms'] - t['direct']['p50_ms']) * 1000:.0f} µs\n")
+    print("### Gateway memory (RSS)\n")
+    for k, v in r["rss_mb"].items():
+        print(f"- {k}: {v:.1f} MB")
+    if "soak" in r:
+        s = r["soak"]
+        print(f"- soak {s['secs']} s at {s['rate']} rps: start {s['rss_start_mb']:.1f} MB, end {s['rss_end_mb']:.1f} MB, "
+              f"max {s['rss_max_mb']:.1f} MB, growth {s['growth_pct']:+.1f} %; p50 {s['result']['p50_ms']:.3f} ms, "
+              f"p99 {s['result']['p99_ms']:.3f} ms, ok {s['result']['ok_ratio']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
