@@ -41,6 +41,14 @@ pub enum ErrorKind {
     Saturated,
     /// No route for this path.
     NotFound,
+    /// No valid virtual key (missing, unknown, wrong secret, expired).
+    Unauthorized,
+    /// The key is blocked or may not use this model or provider.
+    Forbidden,
+    /// A budget the caller belongs to is used up.
+    BudgetExceeded,
+    /// A rate or concurrency limit is reached.
+    RateLimited,
     /// A bug or an impossible state.
     Internal,
 }
@@ -59,6 +67,10 @@ impl ErrorKind {
             ErrorKind::UpstreamProtocol => "upstream_protocol",
             ErrorKind::Saturated => "saturated",
             ErrorKind::NotFound => "not_found",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::BudgetExceeded => "budget_exceeded",
+            ErrorKind::RateLimited => "rate_limited",
             ErrorKind::Internal => "internal",
         }
     }
@@ -113,6 +125,7 @@ impl GatewayError {
         match self.status.as_u16() {
             400 | 404 | 405 | 413 | 422 => "invalid_request_error",
             401 => "authentication_error",
+            402 => "insufficient_quota",
             403 => "permission_error",
             429 => "rate_limit_error",
             503 => "service_unavailable",
@@ -125,6 +138,7 @@ impl GatewayError {
         match self.status.as_u16() {
             400 | 405 | 422 => "invalid_request_error",
             401 => "authentication_error",
+            402 => "billing_error",
             403 => "permission_error",
             404 => "not_found_error",
             413 => "request_too_large",

@@ -8,9 +8,11 @@
 //! requests and answers), [`metrics`], [`server`].
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod governance;
 pub mod metrics;
 pub mod providers;
 pub mod routing;

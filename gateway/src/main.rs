@@ -1,13 +1,18 @@
-//! `sluice-gateway`: parse the command line, load config, serve.
+//! `sluice-gateway`: parse the command line, load config, serve (or run an admin command).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use sluice_gateway::cli::{AdminCommand, Remote};
 use sluice_gateway::config::{Config, ProcessEnv, ValidConfig};
-use sluice_gateway::engine::record::LogSink;
+
+/// mimalloc instead of glibc malloc: the request path allocates many small short-lived
+/// buffers across threads, where glibc's arena locks showed up as ~13 % of CPU in
+/// profiles at high request rates (see docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(name = "sluice-gateway", version, about = "Sluice AI gateway")]
@@ -16,6 +21,8 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     serve: ServeArgs,
+    #[command(flatten)]
+    remote: Remote,
 }
 
 #[derive(Debug, Subcommand)]
@@ -27,12 +34,29 @@ enum Command {
         #[arg(long, env = "SLUICE_CONFIG")]
         config: PathBuf,
     },
+    /// Audit log tools (read the database directly; no running gateway needed).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    #[command(flatten)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain and name the first broken or missing record (exit 1 if any).
+    Verify {
+        /// The gateway config whose `governance.database` to check (without it: the
+        /// zero-config database, `sluice.db` or SLUICE_DATABASE).
+        #[arg(long, env = "SLUICE_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
     /// TOML config file. Without one, providers come from their usual API-key
-    /// environment variables (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, …).
+    /// environment variables (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, …) and
+    /// governance runs in open mode.
     #[arg(long, env = "SLUICE_CONFIG")]
     config: Option<PathBuf>,
     /// Overrides `server.listen`.
@@ -68,7 +92,97 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig { config }) => check_config(&config),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Audit(AuditCommand::Verify { config })) => block_on(audit_verify(config)),
+        Some(Command::Admin(cmd)) => block_on(admin(cli.remote, cmd)),
         None => serve(cli.serve),
+    }
+}
+
+fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn admin(remote: Remote, cmd: AdminCommand) -> ExitCode {
+    match sluice_gateway::cli::run(&remote, cmd).await {
+        Ok(value) => {
+            if let Some(secret) = value.get("secret").and_then(|s| s.as_str()) {
+                eprintln!("secret (shown once, store it now): {secret}");
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sluice-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn audit_verify(config: Option<PathBuf>) -> ExitCode {
+    // Only the database path matters here: provider keys need not be in the environment.
+    let parsed = match &config {
+        Some(p) => Config::from_file(p).map_err(|e| e.to_string()),
+        None => Ok(Config::from_environment(&ProcessEnv)),
+    };
+    let cfg = match parsed {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(gov) = cfg.governance else {
+        eprintln!("this config has no [governance] section, so there is no audit log to verify");
+        return ExitCode::FAILURE;
+    };
+    let db = gov.database;
+    if !std::path::Path::new(&db).exists() {
+        eprintln!("audit database {db} does not exist");
+        return ExitCode::FAILURE;
+    }
+    let store = match sluice_gateway::governance::store::sqlite::SqliteStore::open(&db, false).await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot open {db}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match sluice_gateway::api::admin::verify_chain(&store).await {
+        Ok(report) => {
+            let ok = report["ok"].as_bool().unwrap_or(false);
+            if ok {
+                println!(
+                    "{db}: ok, {} records, head {}",
+                    report["checked"],
+                    report["head"].as_str().unwrap_or("")
+                );
+                ExitCode::SUCCESS
+            } else {
+                println!(
+                    "{db}: BROKEN after {} good records: {}",
+                    report["checked"],
+                    report["error"].as_str().unwrap_or("")
+                );
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("cannot read {db}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -99,6 +213,15 @@ fn check_config(path: &PathBuf) -> ExitCode {
                     alias.fallbacks.join(", ")
                 );
             }
+            match &cfg.governance {
+                Some(g) => println!(
+                    "governance: {:?} mode, database {}, admin API {}",
+                    g.config.mode,
+                    g.config.database,
+                    if g.admin_token.is_some() { "on" } else { "off" }
+                ),
+                None => println!("governance: off (routing only)"),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -124,25 +247,18 @@ fn serve(args: ServeArgs) -> ExitCode {
             "no provider configured: set a provider API key (e.g. OPENAI_API_KEY) or pass --config"
         );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+    block_on(async {
+        let result = async {
+            let metrics = sluice_gateway::metrics::install()?;
+            sluice_gateway::server::serve(cfg, Some(metrics)).await
         }
-    };
-    let result = runtime.block_on(async {
-        let metrics = sluice_gateway::metrics::install()?;
-        sluice_gateway::server::serve(cfg, Arc::new(LogSink), Some(metrics)).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("sluice-gateway: {e:#}");
-            ExitCode::FAILURE
+        .await;
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sluice-gateway: {e:#}");
+                ExitCode::FAILURE
+            }
         }
-    }
+    })
 }

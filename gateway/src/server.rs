@@ -21,11 +21,17 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::api;
-use crate::config::ValidConfig;
+use crate::config::{ResolvedGovernance, ValidConfig};
 use crate::engine::Engine;
+use crate::engine::record::LogSink;
 use crate::engine::record::RecordSink;
+use crate::governance::audit::Durability;
+use crate::governance::pricing::PriceTable;
+use crate::governance::store::sqlite::SqliteStore;
+use crate::governance::{Governance, GovernanceSettings, GovernanceSink};
 use crate::providers::Provider;
 use crate::routing;
+use tokio_util::task::TaskTracker;
 
 /// Shared by every handler.
 #[derive(Debug)]
@@ -35,10 +41,17 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub metrics: Option<PrometheusHandle>,
     pub shutting_down: AtomicBool,
+    /// Keys, budgets, limits and audit; `None` when `[governance]` is not configured.
+    pub governance: Option<Arc<Governance>>,
 }
 
 /// Builds the engine from a validated config.
-pub fn build_engine(config: &ValidConfig, sink: Arc<dyn RecordSink>) -> anyhow::Result<Engine> {
+pub fn build_engine(
+    config: &ValidConfig,
+    sink: Arc<dyn RecordSink>,
+    prices: Arc<PriceTable>,
+    governance: Option<Arc<Governance>>,
+) -> anyhow::Result<Engine> {
     let epoch = Instant::now();
     let mut providers = Vec::with_capacity(config.providers.len());
     for p in &config.providers {
@@ -48,7 +61,12 @@ pub fn build_engine(config: &ValidConfig, sink: Arc<dyn RecordSink>) -> anyhow::
         providers.push(Arc::new(provider));
     }
     let router = routing::Router::new(providers, &config.aliases, config.routing.clone());
-    Ok(Engine { router, sink })
+    Ok(Engine {
+        router,
+        sink,
+        prices,
+        governance,
+    })
 }
 
 /// The axum application.
@@ -66,6 +84,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
+        .nest("/api/v1", api::admin::router(state.clone()))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state)
@@ -74,12 +93,31 @@ pub fn app(state: Arc<AppState>) -> Router {
 /// Binds, prints `listening on http://ADDR` (tests and scripts read it), and serves until
 /// SIGINT/SIGTERM; then stops accepting, lets in-flight requests finish for up to
 /// `server.shutdown_grace_secs`, and returns.
-pub async fn serve(
-    config: ValidConfig,
-    sink: Arc<dyn RecordSink>,
-    metrics: Option<PrometheusHandle>,
-) -> anyhow::Result<()> {
-    let engine = build_engine(&config, sink)?;
+pub async fn serve(config: ValidConfig, metrics: Option<PrometheusHandle>) -> anyhow::Result<()> {
+    let tasks = TaskTracker::new();
+    let prices = Arc::new(PriceTable::new(&config.prices).map_err(|e| anyhow::anyhow!(e))?);
+    let governance = match &config.governance {
+        Some(g) => Some(start_governance(g, prices.clone(), &tasks).await?),
+        None => None,
+    };
+    let sink: Arc<dyn RecordSink> = match &governance {
+        Some(g) => Arc::new(GovernanceSink {
+            governance: g.clone(),
+        }),
+        None => Arc::new(LogSink),
+    };
+    let engine = build_engine(&config, sink, prices, governance.clone())?;
+    if let Some(handle) = metrics.clone() {
+        // The exporter buffers histogram samples until they are folded into buckets;
+        // without this upkeep an unscraped /metrics would grow memory without bound.
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
     let listener = TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen))?;
@@ -89,6 +127,7 @@ pub async fn serve(
         max_body_bytes: config.server.max_body_bytes,
         metrics,
         shutting_down: AtomicBool::new(false),
+        governance: governance.clone(),
     });
     {
         use std::io::Write;
@@ -114,13 +153,55 @@ pub async fn serve(
             stop.notify_one();
         }
     });
-    tokio::select! {
-        result = server.into_future() => result.map_err(Into::into),
+    let served = tokio::select! {
+        result = server.into_future() => result.map_err(anyhow::Error::from),
         _ = async { stop.notified().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
             Ok(())
         }
+    };
+    // Drain the audit writer: everything answered is recorded before the process exits.
+    if let Some(g) = &governance {
+        g.audit.shutdown();
     }
+    tasks.close();
+    if tokio::time::timeout(grace.max(Duration::from_secs(5)), tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "background tasks did not finish in time; unwritten audit records remain in the spill file"
+        );
+    }
+    served
+}
+
+/// Opens the governance store and starts its audit writer.
+pub async fn start_governance(
+    g: &ResolvedGovernance,
+    prices: Arc<PriceTable>,
+    tasks: &TaskTracker,
+) -> anyhow::Result<Arc<Governance>> {
+    let cfg = &g.config;
+    let strict = cfg.audit.durability == Durability::Strict;
+    let store = SqliteStore::open(&cfg.database, strict)
+        .await
+        .map_err(|e| anyhow::anyhow!("governance database {}: {e}", cfg.database))?;
+    let mut audit = cfg.audit.clone();
+    if audit.spill_path.is_none() {
+        audit.spill_path = Some(format!("{}.spill.jsonl", cfg.database));
+    }
+    let settings = GovernanceSettings {
+        mode: cfg.mode,
+        admin_token: g.admin_token.clone(),
+        default_output_tokens: cfg.default_output_tokens,
+        max_body_bytes: cfg.audit.max_body_bytes,
+    };
+    let gov = Governance::start(settings, Arc::new(store), prices, audit, tasks)
+        .await
+        .map_err(|e| anyhow::anyhow!("governance: {e}"))?;
+    tracing::info!(database = %cfg.database, mode = ?cfg.mode, "governance on");
+    Ok(gov)
 }
 
 async fn shutdown_signal() {

@@ -7,9 +7,12 @@
 //! * [`translate`]: typed translation between the three shapes, for requests, complete
 //!   responses and streams, so one client API can reach any provider.
 //!
+//! * [`audit`]: the audit record both sides emit, and its hash chain.
+//!
 //! No I/O lives here.
 
 pub mod anthropic;
+pub mod audit;
 pub mod gemini;
 pub mod openai;
 pub mod sse;

@@ -3,7 +3,9 @@
 //! (so the client gets the error at once and no attempt is wasted), and hands it to the
 //! engine. Every error is answered in the called API's own error shape.
 
+pub mod admin;
 mod models;
+pub mod openapi;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,7 +21,7 @@ use serde::de::DeserializeOwned;
 use sluice_shared::anthropic::MessagesRequest;
 use sluice_shared::openai::ChatRequest;
 
-use crate::engine;
+use crate::engine::{self, Caller};
 use crate::error::{ErrorKind, Flavor, GatewayError};
 use crate::providers::{ClientApi, ClientBody, Inbound};
 use crate::server::AppState;
@@ -29,8 +31,19 @@ pub use models::list_models;
 /// Header with extra fallbacks for one request: `x-sluice-fallbacks: a/b, c/d`.
 pub const FALLBACKS_HEADER: &str = "x-sluice-fallbacks";
 
+/// A UUIDv7 (time-ordered) request id. The random bits come from the thread-local
+/// PRNG: ids need uniqueness, not secrecy, and the OS RNG costs a syscall per request.
 fn request_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut random = [0u8; 10];
+    fastrand::fill(&mut random);
+    uuid::Builder::from_unix_timestamp_millis(now, &random)
+        .into_uuid()
+        .simple()
+        .to_string()
 }
 
 async fn read_body(
@@ -101,9 +114,9 @@ fn take_fallbacks(
     Ok(out)
 }
 
-async fn run(state: Arc<AppState>, inbound: Inbound) -> Response {
+async fn run(state: Arc<AppState>, inbound: Inbound, caller: Caller) -> Response {
     let engine = state.engine.load_full();
-    engine::execute(engine, inbound, request_id()).await
+    engine::execute(engine, inbound, request_id(), caller).await
 }
 
 fn reject(error: GatewayError, flavor: Flavor) -> Response {
@@ -113,25 +126,69 @@ fn reject(error: GatewayError, flavor: Flavor) -> Response {
     error.into_response(flavor)
 }
 
+/// The common path of every model endpoint: authenticate (before reading the body, so
+/// an unauthenticated client costs nothing), read and parse, then run. Refusals are
+/// recorded in the audit log like any other request.
+async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body, api: ClientApi) -> Response {
+    let flavor = api.flavor();
+    let identity = match &state.governance {
+        Some(gov) => match gov.authenticate(&headers) {
+            Ok(identity) => identity,
+            Err(e) => {
+                gov.record_rejection(api, None, &e, request_id());
+                return reject(e, flavor);
+            }
+        },
+        None => None,
+    };
+    let parsed = async {
+        let bytes = read_body(&state, &headers, body).await?;
+        let inbound = match api {
+            ClientApi::Chat => parse_chat(&bytes, &headers)?,
+            ClientApi::Responses | ClientApi::Embeddings => {
+                parse_passthrough(&bytes, &headers, api)?
+            }
+            ClientApi::Messages | ClientApi::CountTokens => parse_messages(&bytes, &headers, api)?,
+        };
+        Ok::<_, GatewayError>((inbound, bytes))
+    }
+    .await;
+    let (inbound, bytes) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(gov) = &state.governance {
+                gov.record_rejection(api, identity.as_ref(), &e, request_id());
+            }
+            return reject(e, flavor);
+        }
+    };
+    let app = headers
+        .get("x-sluice-app")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(128).collect());
+    run(
+        state,
+        inbound,
+        Caller {
+            identity,
+            body: bytes,
+            app,
+        },
+    )
+    .await
+}
+
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match parse_chat(&state, &headers, body).await {
-        Ok(inbound) => run(state, inbound).await,
-        Err(e) => reject(e, Flavor::OpenAi),
-    }
+    handle(state, headers, body, ClientApi::Chat).await
 }
 
-async fn parse_chat(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Inbound, GatewayError> {
-    let bytes = read_body(state, headers, body).await?;
-    let mut req: ChatRequest = parse_json(&bytes, "/v1/chat/completions")?;
+fn parse_chat(bytes: &[u8], headers: &HeaderMap) -> Result<Inbound, GatewayError> {
+    let mut req: ChatRequest = parse_json(bytes, "/v1/chat/completions")?;
     if req.messages.is_empty() {
         return Err(
             GatewayError::invalid("`messages` must be a non-empty list").with_param("messages")
@@ -151,18 +208,16 @@ async fn parse_chat(
 }
 
 /// `POST /v1/responses` and `POST /v1/embeddings`: pass-through APIs.
-async fn parse_passthrough(
-    state: &AppState,
+fn parse_passthrough(
+    bytes: &[u8],
     headers: &HeaderMap,
-    body: Body,
     api: ClientApi,
 ) -> Result<Inbound, GatewayError> {
     let endpoint = match api {
         ClientApi::Responses => "/v1/responses",
         _ => "/v1/embeddings",
     };
-    let bytes = read_body(state, headers, body).await?;
-    let mut map: serde_json::Map<String, serde_json::Value> = parse_json(&bytes, endpoint)?;
+    let mut map: serde_json::Map<String, serde_json::Value> = parse_json(bytes, endpoint)?;
     let model = match map.get("model") {
         Some(serde_json::Value::String(m)) => m.clone(),
         Some(_) => {
@@ -196,10 +251,7 @@ pub async fn responses(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match parse_passthrough(&state, &headers, body, ClientApi::Responses).await {
-        Ok(inbound) => run(state, inbound).await,
-        Err(e) => reject(e, Flavor::OpenAi),
-    }
+    handle(state, headers, body, ClientApi::Responses).await
 }
 
 pub async fn embeddings(
@@ -207,24 +259,19 @@ pub async fn embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match parse_passthrough(&state, &headers, body, ClientApi::Embeddings).await {
-        Ok(inbound) => run(state, inbound).await,
-        Err(e) => reject(e, Flavor::OpenAi),
-    }
+    handle(state, headers, body, ClientApi::Embeddings).await
 }
 
-async fn parse_messages(
-    state: &AppState,
+fn parse_messages(
+    bytes: &[u8],
     headers: &HeaderMap,
-    body: Body,
     api: ClientApi,
 ) -> Result<Inbound, GatewayError> {
     let endpoint = match api {
         ClientApi::CountTokens => "/v1/messages/count_tokens",
         _ => "/v1/messages",
     };
-    let bytes = read_body(state, headers, body).await?;
-    let mut req: MessagesRequest = parse_json(&bytes, endpoint)?;
+    let mut req: MessagesRequest = parse_json(bytes, endpoint)?;
     if req.messages.is_empty() {
         return Err(
             GatewayError::invalid("messages: at least one message is required")
@@ -254,10 +301,7 @@ pub async fn messages(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match parse_messages(&state, &headers, body, ClientApi::Messages).await {
-        Ok(inbound) => run(state, inbound).await,
-        Err(e) => reject(e, Flavor::Anthropic),
-    }
+    handle(state, headers, body, ClientApi::Messages).await
 }
 
 /// `POST /anthropic/v1/messages/count_tokens`
@@ -266,10 +310,7 @@ pub async fn count_tokens(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match parse_messages(&state, &headers, body, ClientApi::CountTokens).await {
-        Ok(inbound) => run(state, inbound).await,
-        Err(e) => reject(e, Flavor::Anthropic),
-    }
+    handle(state, headers, body, ClientApi::CountTokens).await
 }
 
 /// `GET /healthz`: the process is up.

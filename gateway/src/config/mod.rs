@@ -36,6 +36,45 @@ pub struct Config {
     /// `[aliases.NAME]`: a model name clients may use instead of `provider/model`.
     #[serde(default)]
     pub aliases: BTreeMap<String, AliasConfig>,
+    /// `[governance]`: virtual keys, budgets, rate limits and the audit log. Without this
+    /// section the gateway only routes (no keys, no audit).
+    #[serde(default)]
+    pub governance: Option<GovernanceConfig>,
+    /// `[prices."provider/model"]` or `[prices."model"]`: dollars per 1M tokens
+    /// (`input`, `output`, `cached_input`), overriding the shipped price table.
+    #[serde(default)]
+    pub prices: BTreeMap<String, crate::governance::pricing::Price>,
+}
+
+/// `[governance]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceConfig {
+    /// `enforce` (default): every request needs a valid virtual key. `open`: requests
+    /// without a key are served and recorded anonymously; a presented key is still
+    /// enforced.
+    #[serde(default)]
+    pub mode: crate::governance::Mode,
+    /// SQLite database file (created if missing). Default `sluice.db`.
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// Bearer token for `/api/v1` (a secret reference: `env:SLUICE_ADMIN_TOKEN`). Without
+    /// it the admin API answers 404.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// Output tokens assumed, when a request sets no `max_tokens`, to estimate its cost
+    /// before it runs. Default 4096.
+    #[serde(default = "default_output_tokens")]
+    pub default_output_tokens: u64,
+    #[serde(default)]
+    pub audit: crate::governance::audit::AuditConfig,
+}
+
+fn default_database() -> String {
+    "sluice.db".into()
+}
+fn default_output_tokens() -> u64 {
+    4096
 }
 
 /// `[server]`
@@ -323,6 +362,15 @@ pub struct ValidConfig {
     pub routing: RoutingConfig,
     pub providers: Vec<ResolvedProvider>,
     pub aliases: BTreeMap<String, AliasConfig>,
+    pub governance: Option<ResolvedGovernance>,
+    pub prices: BTreeMap<String, crate::governance::pricing::Price>,
+}
+
+/// `[governance]` with its admin token resolved.
+#[derive(Debug, Clone)]
+pub struct ResolvedGovernance {
+    pub config: GovernanceConfig,
+    pub admin_token: Option<Secret>,
 }
 
 /// Azure's GA data-plane API version at the time of writing.
@@ -403,8 +451,24 @@ impl Config {
                 ProviderConfig::new(ProviderKind::Ollama, Some(format!("{host}/v1")), Vec::new()),
             );
         }
+        // Open mode: no keys needed for a first try, but every request is still costed
+        // and recorded in the audit log. The admin API comes up if a token is set.
+        let governance = GovernanceConfig {
+            mode: crate::governance::Mode::Open,
+            database: env
+                .var("SLUICE_DATABASE")
+                .filter(|d| !d.trim().is_empty())
+                .unwrap_or_else(default_database),
+            admin_token: env
+                .var("SLUICE_ADMIN_TOKEN")
+                .is_some()
+                .then(|| "env:SLUICE_ADMIN_TOKEN".to_owned()),
+            default_output_tokens: default_output_tokens(),
+            audit: Default::default(),
+        };
         Config {
             providers,
+            governance: Some(governance),
             ..Config::default()
         }
     }
@@ -612,8 +676,58 @@ impl Config {
             }
         }
 
+        let mut governance = None;
+        if let Some(g) = &self.governance {
+            let admin_token = match &g.admin_token {
+                Some(reference) => match secret::resolve(reference, env) {
+                    Ok(t) if t.expose().len() >= 16 => Some(t),
+                    Ok(_) => {
+                        issue(
+                            "governance.admin_token".into(),
+                            "must be at least 16 characters".into(),
+                        );
+                        None
+                    }
+                    Err(m) => {
+                        issue("governance.admin_token".into(), m);
+                        None
+                    }
+                },
+                None => None,
+            };
+            if g.database.trim().is_empty() {
+                issue("governance.database".into(), "must name a file".into());
+            }
+            if g.audit.channel_capacity == 0 {
+                issue(
+                    "governance.audit.channel_capacity".into(),
+                    "must be greater than 0".into(),
+                );
+            }
+            governance = Some(ResolvedGovernance {
+                config: g.clone(),
+                admin_token,
+            });
+        }
+        for (model, price) in &self.prices {
+            for (field, v) in [
+                ("input", Some(price.input)),
+                ("output", Some(price.output)),
+                ("cached_input", price.cached_input),
+            ] {
+                if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                    issue(
+                        format!("prices.\"{model}\".{field}"),
+                        format!("{v} must be a non-negative number"),
+                    );
+                }
+            }
+        }
+
         if issues.is_empty() {
             Ok(ValidConfig {
+                governance,
+                prices: self.prices.clone(),
                 server: self.server.clone(),
                 routing: self.routing.clone(),
                 providers,

@@ -40,9 +40,11 @@ use sluice_shared::translate::ResponseMeta;
 use sluice_shared::translate::stream::ChunkFactory;
 
 use crate::error::{ErrorKind, Flavor, GatewayError};
+use crate::governance::pricing::{Cost, PriceTable};
+use crate::governance::{Governance, Identity};
 use crate::providers::kind::Protocol;
 use crate::providers::wire::{decode_body, upstream_error_message};
-use crate::providers::{Inbound, Prepared, Provider, UpstreamCall};
+use crate::providers::{Inbound, Prepared, UpstreamCall};
 use crate::routing::health::KeyFailure;
 use crate::routing::limiter::LimitError;
 use crate::routing::{Router, Target, backoff};
@@ -59,6 +61,17 @@ const MAX_RESPONSE_BODY: usize = 256 * 1024 * 1024;
 pub struct Engine {
     pub router: Router,
     pub sink: Arc<dyn RecordSink>,
+    pub prices: Arc<PriceTable>,
+    pub governance: Option<Arc<Governance>>,
+}
+
+/// Who sent the request and what it looked like on the wire (for admission and audit).
+#[derive(Debug, Default)]
+pub struct Caller {
+    pub identity: Option<Arc<Identity>>,
+    /// The raw request body.
+    pub body: Bytes,
+    pub app: Option<String>,
 }
 
 /// The record under construction, submitted exactly once: explicitly when the response
@@ -69,6 +82,8 @@ struct RequestCtx {
     started: Instant,
     sink: Arc<dyn RecordSink>,
     submitted: bool,
+    /// Strict audit: the writer's acknowledgement to wait for before the response ends.
+    ack: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl RequestCtx {
@@ -86,7 +101,22 @@ impl RequestCtx {
         record.latency = self.started.elapsed();
         record.upstream_time = record.attempts.iter().map(|a| a.duration).sum();
         crate::metrics::request_finished(&record);
-        self.sink.submit(record);
+        self.ack = self.sink.submit(record);
+    }
+
+    /// Waits until the audit record is durable (strict mode; immediate otherwise).
+    async fn durable(&mut self) {
+        if let Some(ack) = self.ack.take() {
+            let _ = ack.await;
+        }
+    }
+
+    /// Costs the answer and returns the header value.
+    fn price(&mut self, prices: &PriceTable, target: &Target) -> HeaderValue {
+        if let Some(usage) = &self.record.usage {
+            self.record.cost = prices.cost(&target.provider.name, &target.model, usage);
+        }
+        cost_header(self.record.cost)
     }
 
     fn attempt(
@@ -106,13 +136,14 @@ impl RequestCtx {
         });
     }
 
-    fn error_response(&mut self, error: GatewayError, flavor: Flavor) -> Response {
+    async fn error_response(&mut self, error: GatewayError, flavor: Flavor) -> Response {
         self.record.error_kind = Some(error.kind.label());
         self.record.error_message = Some(error.message.clone());
         let status = error.status.as_u16();
         let mut response = error.into_response(flavor);
         self.stamp(&mut response);
         self.submit(status, RequestOutcome::Error);
+        self.durable().await;
         response
     }
 
@@ -185,7 +216,12 @@ fn unix_now() -> u64 {
 }
 
 /// Serves one client request.
-pub async fn execute(engine: Arc<Engine>, mut inbound: Inbound, request_id: String) -> Response {
+pub async fn execute(
+    engine: Arc<Engine>,
+    mut inbound: Inbound,
+    request_id: String,
+    caller: Caller,
+) -> Response {
     crate::metrics::request_started();
     let flavor = inbound.api.flavor();
     let mut ctx = RequestCtx {
@@ -198,14 +234,43 @@ pub async fn execute(engine: Arc<Engine>, mut inbound: Inbound, request_id: Stri
         started: Instant::now(),
         sink: engine.sink.clone(),
         submitted: false,
+        ack: None,
     };
-    let plan = match engine
+    ctx.record.app = caller.app;
+    ctx.record.request_bytes = caller.body.len() as u64;
+    let full_content = caller
+        .identity
+        .as_ref()
+        .is_some_and(|i| i.policy.content_logging == sluice_shared::audit::ContentLogging::Full);
+    if full_content {
+        ctx.record.request_body = Some(caller.body.clone());
+    }
+    let mut plan = match engine
         .router
         .plan(&inbound.model, &inbound.fallbacks, flavor)
     {
         Ok(plan) => plan,
-        Err(e) => return ctx.error_response(e, flavor),
+        Err(e) => return ctx.error_response(e, flavor).await,
     };
+    if let Some(gov) = &engine.governance {
+        // About four bytes of JSON per input token: a cheap upper-side estimate.
+        let input_estimate = (caller.body.len() as u64).div_ceil(4);
+        match gov.admit(
+            caller.identity.as_ref(),
+            &inbound.model,
+            &mut plan,
+            input_estimate,
+            inbound.max_output_tokens(),
+        ) {
+            Ok(admission) => ctx.record.admission = Some(admission),
+            Err(e) => {
+                ctx.record.admission = Some(crate::governance::Admission::for_identity(
+                    caller.identity.clone(),
+                ));
+                return ctx.error_response(e, flavor).await;
+            }
+        }
+    }
     let retry = &engine.router.retry;
     let max_retry_after = Duration::from_secs(retry.max_retry_after_secs);
     let mut errors: Vec<GatewayError> = Vec::new();
@@ -218,9 +283,11 @@ pub async fn execute(engine: Arc<Engine>, mut inbound: Inbound, request_id: Stri
             Ok(Prepared::Local(body)) => {
                 ctx.record.served_by = Some(format!("{}/{}", provider.name, target.model));
                 ctx.record.overhead = Some(ctx.started.elapsed());
+                ctx.record.response_bytes = body.len() as u64;
                 let mut response = json_response(body);
                 ctx.stamp(&mut response);
                 ctx.submit(200, RequestOutcome::Ok);
+                ctx.durable().await;
                 set_served_by(&mut response, target);
                 response.headers_mut().insert(
                     "x-sluice-token-count",
@@ -300,10 +367,17 @@ pub async fn execute(engine: Arc<Engine>, mut inbound: Inbound, request_id: Stri
                     let total = ctx.started.elapsed();
                     let waited = ctx.waited();
                     ctx.record.overhead = Some(total.saturating_sub(waited));
+                    ctx.record.response_bytes = body.len() as u64;
+                    if full_content {
+                        ctx.record.response_body = Some(body.clone());
+                    }
+                    let cost = ctx.price(&engine.prices, target);
                     let mut response = json_response(body);
                     ctx.stamp(&mut response);
+                    response.headers_mut().insert(COST_HEADER, cost);
                     ctx.submit(200, RequestOutcome::Ok);
                     drop(permit);
+                    ctx.durable().await;
                     set_served_by(&mut response, target);
                     return response;
                 }
@@ -323,11 +397,12 @@ pub async fn execute(engine: Arc<Engine>, mut inbound: Inbound, request_id: Stri
                         flavor,
                         prior + upstream_ttft,
                         target,
+                        engine.prices.clone(),
                     );
                     set_served_by(&mut response, target);
                     return response;
                 }
-                Step::Fatal(error) => return ctx.error_response(error, flavor),
+                Step::Fatal(error) => return ctx.error_response(error, flavor).await,
                 Step::Retry {
                     error,
                     rotate,
@@ -366,7 +441,7 @@ pub async fn execute(engine: Arc<Engine>, mut inbound: Inbound, request_id: Stri
     }
 
     let error = final_error(errors, &ctx.record.attempts);
-    ctx.error_response(error, flavor)
+    ctx.error_response(error, flavor).await
 }
 
 async fn attempt_once(
@@ -386,7 +461,7 @@ async fn attempt_once(
     let started = Instant::now();
     let request = provider
         .client
-        .post(&call.url)
+        .post(call.url.clone())
         .headers(call.headers.clone())
         .header(header::CONTENT_TYPE, "application/json")
         .body(call.body.clone());
@@ -842,34 +917,57 @@ struct ClientStream {
     first: Option<Bytes>,
     /// Held until the stream ends: the provider's concurrency slot.
     _permit: OwnedSemaphorePermit,
-    provider: Arc<Provider>,
+    target: Target,
+    prices: Arc<PriceTable>,
     flavor: Flavor,
     /// Waiting on providers and queues up to the final provider's first event.
     waited_to_first: Duration,
+    /// The bytes sent, kept when the caller's key logs full content.
+    capture: Option<BytesMut>,
     done: bool,
 }
 
 impl ClientStream {
-    fn finish(&mut self, error: Option<StreamError>) -> Option<Bytes> {
+    fn sent(&mut self, bytes: &Bytes) {
+        self.ctx.record.response_bytes += bytes.len() as u64;
+        if let Some(c) = &mut self.capture {
+            c.extend_from_slice(bytes);
+        }
+    }
+
+    /// Ends the stream: records it and returns the last bytes for the client — the cost
+    /// as an SSE comment (ignored by SSE clients, readable by anyone who looks) after a
+    /// complete stream, or an error event after a failed one.
+    async fn finish(&mut self, error: Option<StreamError>) -> Option<Bytes> {
         self.done = true;
         self.ctx.record.usage = self.upstream.usage();
+        let cost = self.ctx.price(&self.prices, &self.target);
+        self.ctx.record.response_body = self.capture.take().map(BytesMut::freeze);
         match error {
             None => {
                 self.ctx.submit(200, RequestOutcome::Ok);
-                None
+                self.ctx.durable().await;
+                let value = cost.to_str().unwrap_or("unknown");
+                Some(Bytes::from(format!(": {COST_HEADER}={value}\n\n")))
             }
             Some(e) => {
-                let label = format!("provider `{}`", self.provider.name);
-                let (_, error) = stream_failure(&label, &e, self.provider.stream_idle_timeout);
+                let provider = &self.target.provider;
+                let label = format!("provider `{}`", provider.name);
+                let (_, error) = stream_failure(&label, &e, provider.stream_idle_timeout);
                 self.ctx.record.error_kind = Some(error.kind.label());
                 self.ctx.record.error_message = Some(error.message.clone());
                 self.ctx.submit(200, RequestOutcome::StreamFailed);
+                self.ctx.durable().await;
                 Some(error.stream_event(self.flavor))
             }
         }
     }
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
 fn stream_response(
     ctx: RequestCtx,
     upstream: Box<UpstreamStream>,
@@ -878,15 +976,19 @@ fn stream_response(
     flavor: Flavor,
     waited_to_first: Duration,
     target: &Target,
+    prices: Arc<PriceTable>,
 ) -> Response {
+    let capture = ctx.record.request_body.is_some().then(BytesMut::new);
     let state = ClientStream {
         ctx,
         upstream,
         first: Some(first),
         _permit: permit,
-        provider: target.provider.clone(),
+        target: target.clone(),
+        prices,
         flavor,
         waited_to_first,
+        capture,
         done: false,
     };
     let mut headers = http::HeaderMap::new();
@@ -896,18 +998,19 @@ fn stream_response(
             let ttft = st.ctx.started.elapsed();
             st.ctx.record.time_to_first_token = Some(ttft);
             st.ctx.record.overhead = Some(ttft.saturating_sub(st.waited_to_first));
+            st.sent(&first);
             return Some((Ok::<Bytes, Infallible>(first), st));
         }
         if st.done {
             return None;
         }
         match st.upstream.next_output().await {
-            Ok(Some(bytes)) => Some((Ok(bytes), st)),
-            Ok(None) => {
-                st.finish(None);
-                None
+            Ok(Some(bytes)) => {
+                st.sent(&bytes);
+                Some((Ok(bytes), st))
             }
-            Err(e) => st.finish(Some(e)).map(|event| (Ok(event), st)),
+            Ok(None) => st.finish(None).await.map(|last| (Ok(last), st)),
+            Err(e) => st.finish(Some(e)).await.map(|event| (Ok(event), st)),
         }
     });
     let mut response = Response::new(Body::from_stream(body));
@@ -919,6 +1022,19 @@ fn stream_response(
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// Response header with the request's cost in US dollars (`unknown` for an unpriced
+/// model). Streams carry it as a final SSE comment instead.
+pub const COST_HEADER: &str = "x-sluice-cost-usd";
+
+fn cost_header(cost: Cost) -> HeaderValue {
+    if cost.priced {
+        HeaderValue::from_str(&format!("{:.6}", cost.usd()))
+            .unwrap_or(HeaderValue::from_static("unknown"))
+    } else {
+        HeaderValue::from_static("unknown")
+    }
 }
 
 impl RequestCtx {

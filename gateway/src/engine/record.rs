@@ -6,9 +6,12 @@
 
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use serde::Serialize;
 use sluice_shared::openai::Usage;
 
+use crate::governance::Admission;
+use crate::governance::pricing::Cost;
 use crate::providers::ClientApi;
 
 /// How one attempt ended.
@@ -80,7 +83,7 @@ pub enum RequestOutcome {
     ClientDisconnected,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct RequestRecord {
     pub request_id: String,
     pub received_at: SystemTime,
@@ -105,6 +108,21 @@ pub struct RequestRecord {
     pub time_to_first_token: Option<Duration>,
     /// What the gateway itself added (see `engine` docs for the definition).
     pub overhead: Option<Duration>,
+    /// Cost of the answer at the served model's price.
+    #[serde(skip)]
+    pub cost: Cost,
+    /// The application that sent the request, when the edge agent or client says so.
+    pub app: Option<String>,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    /// Bodies, kept only when the caller's key logs full content.
+    #[serde(skip)]
+    pub request_body: Option<Bytes>,
+    #[serde(skip)]
+    pub response_body: Option<Bytes>,
+    /// Budget reservations and limit slots held for this request (governance).
+    #[serde(skip)]
+    pub admission: Option<Admission>,
 }
 
 impl RequestRecord {
@@ -127,14 +145,23 @@ impl RequestRecord {
             wait_time: Duration::ZERO,
             time_to_first_token: None,
             overhead: None,
+            cost: Cost::default(),
+            app: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            request_body: None,
+            response_body: None,
+            admission: None,
         }
     }
 }
 
 /// Where finished records go. Called once per request, on the request's task: an
-/// implementation must not block (queue the record and return).
+/// implementation must not block (queue the record and return). It may return an
+/// acknowledgement the engine waits for before completing the response (strict audit
+/// durability).
 pub trait RecordSink: Send + Sync + std::fmt::Debug {
-    fn submit(&self, record: RequestRecord);
+    fn submit(&self, record: RequestRecord) -> Option<tokio::sync::oneshot::Receiver<()>>;
 }
 
 /// The default sink: one structured debug line per request (`RUST_LOG=sluice=debug`).
@@ -142,10 +169,11 @@ pub trait RecordSink: Send + Sync + std::fmt::Debug {
 pub struct LogSink;
 
 impl RecordSink for LogSink {
-    fn submit(&self, record: RequestRecord) {
+    fn submit(&self, record: RequestRecord) -> Option<tokio::sync::oneshot::Receiver<()>> {
         if tracing::enabled!(target: "sluice::record", tracing::Level::DEBUG) {
             let json = serde_json::to_string(&record).unwrap_or_default();
             tracing::debug!(target: "sluice::record", "{json}");
         }
+        None
     }
 }

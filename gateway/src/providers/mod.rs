@@ -56,7 +56,18 @@ pub struct Provider {
     pub client: reqwest::Client,
     /// Start of the clock that key health uses; shared by all providers of a gateway.
     epoch: Instant,
+    /// Endpoints whose URL does not depend on the model, parsed once.
+    fixed_urls: Vec<(&'static str, reqwest::Url)>,
 }
+
+/// Paths below the base URL that OpenAI- and Anthropic-protocol providers serve.
+const FIXED_PATHS: [&str; 5] = [
+    "chat/completions",
+    "responses",
+    "embeddings",
+    "v1/messages",
+    "v1/messages/count_tokens",
+];
 
 /// What to send for one target.
 #[derive(Debug)]
@@ -70,7 +81,7 @@ pub enum Prepared {
 
 #[derive(Debug)]
 pub struct UpstreamCall {
-    pub url: String,
+    pub url: reqwest::Url,
     pub body: Bytes,
     pub headers: HeaderMap,
     pub decode: Decode,
@@ -86,11 +97,21 @@ impl Provider {
             .tcp_nodelay(true)
             .user_agent(concat!("sluice-gateway/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let base_url = cfg.base_url.as_str().trim_end_matches('/').to_owned();
+        let fixed_urls = FIXED_PATHS
+            .iter()
+            .filter_map(|p| {
+                reqwest::Url::parse(&format!("{base_url}/{p}"))
+                    .ok()
+                    .map(|u| (*p, u))
+            })
+            .collect();
         Ok(Provider {
+            fixed_urls,
             name: cfg.name,
             kind: cfg.kind,
             protocol: cfg.kind.protocol(),
-            base_url: cfg.base_url.as_str().trim_end_matches('/').to_owned(),
+            base_url,
             keys: cfg
                 .keys
                 .into_iter()
@@ -212,7 +233,7 @@ impl Provider {
                 }
                 let decode = Decode::PassOpenAiChat { strip_usage };
                 (
-                    self.openai_url("chat/completions", model),
+                    self.openai_url("chat/completions", model)?,
                     to_json(&*req)?,
                     decode,
                 )
@@ -226,7 +247,7 @@ impl Provider {
                 let decode = Decode::AnthropicToOpenAi {
                     include_usage: wants_stream_usage,
                 };
-                (self.anthropic_url("v1/messages"), to_json(&out)?, decode)
+                (self.anthropic_url("v1/messages")?, to_json(&out)?, decode)
             }
             (ClientBody::Chat(req), Protocol::Gemini) => {
                 let out =
@@ -234,7 +255,7 @@ impl Provider {
                 let decode = Decode::GeminiToOpenAi {
                     include_usage: wants_stream_usage,
                 };
-                (self.gemini_url(model, stream), to_json(&out)?, decode)
+                (self.gemini_url(model, stream)?, to_json(&out)?, decode)
             }
             (ClientBody::Messages(req), Protocol::Anthropic) => {
                 req.model = model.to_owned();
@@ -245,7 +266,7 @@ impl Provider {
                     "v1/messages"
                 };
                 (
-                    self.anthropic_url(path),
+                    self.anthropic_url(path)?,
                     to_json(&*req)?,
                     Decode::PassAnthropic,
                 )
@@ -259,7 +280,7 @@ impl Provider {
                 out.model = model.to_owned();
                 self.fit_openai_request(&mut out);
                 (
-                    self.openai_url("chat/completions", model),
+                    self.openai_url("chat/completions", model)?,
                     to_json(&out)?,
                     Decode::OpenAiToAnthropic,
                 )
@@ -272,15 +293,15 @@ impl Provider {
                     let count = sluice_shared::gemini::CountTokensRequest {
                         contents: out.contents,
                     };
-                    let url = format!(
+                    let url = parse_url(&format!(
                         "{}/models/{}:countTokens",
                         self.base_url,
                         path_segment(model)
-                    );
+                    ))?;
                     (url, to_json(&count)?, Decode::GeminiCountToAnthropic)
                 } else {
                     (
-                        self.gemini_url(model, stream),
+                        self.gemini_url(model, stream)?,
                         to_json(&out)?,
                         Decode::GeminiToAnthropic,
                     )
@@ -292,7 +313,7 @@ impl Provider {
                     ClientApi::Responses => ("responses", Decode::PassResponses),
                     _ => ("embeddings", Decode::PassEmbeddings),
                 };
-                (self.openai_url(path, model), to_json(&*map)?, decode)
+                (self.openai_url(path, model)?, to_json(&*map)?, decode)
             }
             (ClientBody::Json(_), _) => {
                 let what = match api {
@@ -339,8 +360,8 @@ impl Provider {
         }
     }
 
-    fn openai_url(&self, path: &str, model: &str) -> String {
-        match self.protocol {
+    fn openai_url(&self, path: &str, model: &str) -> Result<reqwest::Url, GatewayError> {
+        let url = match self.protocol {
             Protocol::Azure if path == "responses" => {
                 format!(
                     "{}/responses?api-version={}",
@@ -353,25 +374,39 @@ impl Provider {
                 path_segment(model),
                 self.api_version
             ),
-            _ => format!("{}/{path}", self.base_url),
+            _ => return self.fixed_url(path),
+        };
+        parse_url(&url)
+    }
+
+    fn anthropic_url(&self, path: &str) -> Result<reqwest::Url, GatewayError> {
+        self.fixed_url(path)
+    }
+
+    fn fixed_url(&self, path: &str) -> Result<reqwest::Url, GatewayError> {
+        match self.fixed_urls.iter().find(|(p, _)| *p == path) {
+            Some((_, url)) => Ok(url.clone()),
+            None => parse_url(&format!("{}/{path}", self.base_url)),
         }
     }
 
-    fn anthropic_url(&self, path: &str) -> String {
-        format!("{}/{path}", self.base_url)
-    }
-
-    fn gemini_url(&self, model: &str, stream: bool) -> String {
+    fn gemini_url(&self, model: &str, stream: bool) -> Result<reqwest::Url, GatewayError> {
         let model = path_segment(model.strip_prefix("models/").unwrap_or(model));
-        if stream {
+        let url = if stream {
             format!(
                 "{}/models/{model}:streamGenerateContent?alt=sse",
                 self.base_url
             )
         } else {
             format!("{}/models/{model}:generateContent", self.base_url)
-        }
+        };
+        parse_url(&url)
     }
+}
+
+fn parse_url(url: &str) -> Result<reqwest::Url, GatewayError> {
+    reqwest::Url::parse(url)
+        .map_err(|e| GatewayError::invalid(format!("cannot build the provider URL `{url}`: {e}")))
 }
 
 fn unsupported_err(e: TranslateError) -> GatewayError {

@@ -71,6 +71,19 @@ pub struct Inbound {
     pub anthropic_beta: Option<HeaderValue>,
 }
 
+impl Inbound {
+    /// The output-token cap the client set, if any (for cost estimates).
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        match &self.body {
+            ClientBody::Chat(r) => r.max_output_tokens().map(u64::from),
+            ClientBody::Messages(r) => r.max_tokens.map(u64::from),
+            ClientBody::Json(m) => m
+                .get("max_output_tokens")
+                .and_then(serde_json::Value::as_u64),
+        }
+    }
+}
+
 /// How to turn the provider's answer into the client's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decode {
