@@ -466,6 +466,8 @@ async fn graceful_shutdown_lets_streams_finish() {
 #[tokio::test]
 async fn zero_config_start_uses_key_variables() {
     let dir = tempfile::tempdir().unwrap();
+    // Zero-config runs governance in open mode; keep its database out of the source tree.
+    let db = dir.path().join("zero.db").to_string_lossy().into_owned();
     let gw = Gateway::start_args(
         &["--listen", "127.0.0.1:0"],
         &[
@@ -473,6 +475,7 @@ async fn zero_config_start_uses_key_variables() {
             ("OPENAI_API_KEY", ""),
             ("GEMINI_API_KEY", ""),
             ("GOOGLE_API_KEY", ""),
+            ("SLUICE_DATABASE", &db),
         ],
         dir,
     )
