@@ -448,10 +448,11 @@ async fn graceful_shutdown_lets_streams_finish() {
     while let Some(chunk) = resp.chunk().await.unwrap() {
         rest.extend_from_slice(&chunk);
     }
+    // The stream completed: [DONE], then the cost as a closing SSE comment.
+    let rest = String::from_utf8_lossy(&rest);
     assert!(
-        String::from_utf8_lossy(&rest)
-            .trim_end()
-            .ends_with("data: [DONE]")
+        rest.contains("data: [DONE]\n\n: x-sluice-cost-usd="),
+        "{rest}"
     );
     let exit = tokio::time::timeout(Duration::from_secs(20), gw.server.child_mut().wait())
         .await
