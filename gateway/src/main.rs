@@ -50,6 +50,18 @@ enum AuditCommand {
         #[arg(long, env = "SLUICE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Benchmark the audit writer: push synthetic records through the real writer into a
+    /// fresh SQLite file as fast as possible and report records per second.
+    Bench {
+        #[arg(long, default_value_t = 200_000)]
+        records: u64,
+        /// Concurrent producers (request tasks).
+        #[arg(long, default_value_t = 64)]
+        producers: u64,
+        /// Strict durability: every record acknowledged after fsync (group commit).
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,6 +105,13 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { config }) => check_config(&config),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Audit(AuditCommand::Verify { config })) => block_on(audit_verify(config)),
+        Some(Command::Audit(AuditCommand::Bench {
+            records,
+            producers,
+            strict,
+        })) => block_on(sluice_gateway::governance::audit::bench(
+            records, producers, strict,
+        )),
         Some(Command::Admin(cmd)) => block_on(admin(cli.remote, cmd)),
         None => serve(cli.serve),
     }

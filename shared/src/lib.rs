@@ -14,6 +14,7 @@
 pub mod anthropic;
 pub mod audit;
 pub mod gemini;
+pub mod guardrails;
 pub mod openai;
 pub mod sse;
 pub mod translate;

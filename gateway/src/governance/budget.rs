@@ -139,7 +139,10 @@ impl BudgetCounter {
         let spent = self.buckets.iter().map(|(_, m)| m).sum();
         let resets_at = if self.budget.rolling {
             let (len, bucket) = rolling_shape(self.budget.window);
-            self.buckets.front().map(|(s, _)| s + bucket + len).unwrap_or(now)
+            self.buckets
+                .front()
+                .map(|(s, _)| s + bucket + len)
+                .unwrap_or(now)
         } else {
             calendar_window(self.budget.window, now).1
         };

@@ -29,6 +29,17 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A record ready to store: its chain position, hashes, entry and the exact canonical
+/// JSON its hash covers (serialized once, by the writer).
+#[derive(Debug, Clone)]
+pub struct ChainedRecord {
+    pub seq: u64,
+    pub prev_hash: String,
+    pub hash: String,
+    pub entry: sluice_shared::audit::AuditEntry,
+    pub canonical: String,
+}
+
 /// A stored audit row as the verifier reads it: `(seq, prev_hash, canonical_json, hash)`.
 pub type ChainRow = (u64, String, Vec<u8>, String);
 
@@ -127,7 +138,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The last record's `(seq, hash)`, or `(0, GENESIS_HASH)`.
     fn audit_head(&self) -> BoxFuture<'_, StoreResult<(u64, String)>>;
     /// Appends records (already chained, consecutive `seq`) in one transaction.
-    fn append_audit(&self, records: Vec<AuditRecord>) -> BoxFuture<'_, StoreResult<()>>;
+    fn append_audit<'a>(&'a self, records: &'a [ChainedRecord]) -> BoxFuture<'a, StoreResult<()>>;
     /// Records matching `filter`, oldest first, at most `limit`.
     fn audit_page(
         &self,

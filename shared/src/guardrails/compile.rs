@@ -1,0 +1,616 @@
+//! Turning a [`Policy`] into the structures a scan runs on, once per policy version:
+//! each rule's regex, a one-pass prefilter (Aho-Corasick over literals that every match
+//! contains, plus a `RegexSet` for the rules that have none), and the lazy DFAs a
+//! stream uses to tell how much text a match could still span.
+
+use std::collections::BTreeSet;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use regex::RegexSet;
+use regex_automata::MatchKind;
+use regex_automata::hybrid::dfa::DFA;
+use regex_automata::meta::Regex;
+use regex_automata::util::primitives::PatternID;
+use regex_syntax::hir::literal::Extractor;
+
+use super::detectors::{Anchors, BuiltinDetector, builtins};
+use super::hook::ExternalHookConfig;
+use super::injection::{INJECTION_RULE_ID, PHRASES};
+use super::model::{Action, DetectorKind, Direction, RuleId, Scope, ScopeFilter, Severity};
+use super::policy::{CustomRule, Policy, PolicyError};
+use super::validators::Validator;
+
+/// A policy ready to scan. Immutable and `Send + Sync`: build it when the policy
+/// changes, share it behind an `Arc`, and every request reads the same version.
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    pub(crate) detectors: Vec<CompiledDetector>,
+    pub(crate) prefilter: Prefilter,
+    pub(crate) liveness: Vec<LivenessGroup>,
+    pub(crate) injection_threshold: f32,
+    pub(crate) external_hook: Option<ExternalHookConfig>,
+}
+
+/// One rule, compiled.
+#[derive(Debug)]
+pub(crate) struct CompiledDetector {
+    pub id: RuleId,
+    pub kind: DetectorKind,
+    pub severity: Severity,
+    pub action: Action,
+    pub direction: Direction,
+    pub scope: ScopeFilter,
+    pub regex: Regex,
+    /// Index of the capture group named `value`, if any.
+    pub value_group: Option<usize>,
+    pub validator: Option<Validator>,
+    pub description: String,
+    pub remedy: String,
+    /// Family and weight, for prompt-injection phrases.
+    pub injection: Option<(&'static str, f32)>,
+}
+
+/// Public facts about a compiled rule, for documentation, evaluation and admin UIs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleInfo {
+    pub id: RuleId,
+    pub kind: DetectorKind,
+    pub severity: Severity,
+    pub action: Action,
+    pub direction: Direction,
+    pub description: String,
+}
+
+/// Finds, in one pass over the text, the rules that could possibly match, so that the
+/// common case (no hit) costs one Aho-Corasick scan and one `RegexSet` scan.
+#[derive(Debug)]
+pub(crate) struct Prefilter {
+    pub(crate) literals: Option<AhoCorasick>,
+    /// Literal pattern index → the rules it triggers, and whether the literal starts
+    /// every match of that rule (then the rule is tried only where it occurs).
+    literal_rules: Vec<Vec<(usize, bool)>>,
+    pub(crate) set: Option<RegexSet>,
+    /// `RegexSet` pattern index → rule index.
+    set_rules: Vec<usize>,
+}
+
+/// Where a rule could match, according to the prefilter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Candidates {
+    Nowhere,
+    /// Only at these byte offsets (sorted): where one of its prefix literals occurs.
+    At(Vec<usize>),
+    /// Somewhere; search the whole text.
+    Anywhere,
+}
+
+/// A lazy DFA over a group of rules, run anchored at each position of a stream's tail
+/// to learn whether a match could still start there. Rules are grouped by how far a
+/// match may reach (`bound`), so that one long PEM block does not make every short
+/// rule hold back kilobytes.
+#[derive(Debug)]
+pub(crate) struct LivenessGroup {
+    pub dfa: DFA,
+    /// DFA pattern id → rule index.
+    pub rules: Vec<usize>,
+    /// A position still alive this many bytes after it is released anyway (only
+    /// reachable by regexes of unbounded length).
+    pub bound: usize,
+}
+
+/// A rule's prefilter literals (lowercase) and whether they start every match.
+type LiteralSet = (Vec<Vec<u8>>, bool);
+
+/// Prefix literals shorter than this trigger too often to be worth prefiltering on.
+const MIN_LITERAL_LEN: usize = 3;
+/// More alternatives than this and the literal set stops being selective.
+const MAX_LITERALS_PER_RULE: usize = 64;
+/// Matches whose maximum length exceeds this go to the "long" liveness group.
+const LONG_MATCH: usize = 2048;
+
+struct Source {
+    id: String,
+    path: String,
+    kind: DetectorKind,
+    severity: Severity,
+    action: Action,
+    direction: Direction,
+    scope: ScopeFilter,
+    pattern: String,
+    validator: Option<Validator>,
+    description: String,
+    remedy: String,
+    anchors: Vec<String>,
+    /// Whether `anchors` start every match (else they are only contained in it).
+    anchors_prefix: bool,
+    stream_bound: Option<usize>,
+    injection: Option<(&'static str, f32)>,
+}
+
+impl CompiledPolicy {
+    /// Compiles every enabled rule of `policy`. Errors name the policy path, the rule
+    /// and, for a regex, the pattern and the parser's reason.
+    pub fn compile(policy: &Policy) -> Result<CompiledPolicy, PolicyError> {
+        let sources = sources(policy)?;
+        let cap = policy.stream.max_holdback_bytes;
+        if !(16..=1 << 20).contains(&cap) {
+            return Err(PolicyError::invalid(
+                "stream.max_holdback_bytes",
+                format!("{cap} is out of range; use 16 to 1048576 bytes"),
+            ));
+        }
+        let threshold = policy.injection.threshold;
+        if !(0.0..=1.0).contains(&threshold) || threshold == 0.0 {
+            return Err(PolicyError::invalid(
+                "injection.threshold",
+                format!("{threshold} is out of range; use a score in (0, 1]"),
+            ));
+        }
+        if let Some(hook) = &policy.external_hook {
+            if !(hook.url.starts_with("https://") || hook.url.starts_with("http://")) {
+                return Err(PolicyError::invalid(
+                    "external_hook.url",
+                    format!("`{}` is not an http(s) URL", hook.url),
+                ));
+            }
+            if hook.timeout_ms == 0 || hook.timeout_ms > 60_000 {
+                return Err(PolicyError::invalid(
+                    "external_hook.timeout_ms",
+                    format!("{} is out of range; use 1 to 60000", hook.timeout_ms),
+                ));
+            }
+        }
+
+        let mut detectors = Vec::with_capacity(sources.len());
+        let mut literal_sets: Vec<Option<LiteralSet>> = Vec::with_capacity(sources.len());
+        let mut bounds = Vec::with_capacity(sources.len());
+        for src in &sources {
+            let regex_error = |reason: String| PolicyError::Regex {
+                path: src.path.clone(),
+                rule: src.id.clone(),
+                regex: src.pattern.clone(),
+                reason,
+            };
+            let hir = regex_syntax::ParserBuilder::new()
+                .build()
+                .parse(&src.pattern)
+                .map_err(|e| regex_error(e.to_string()))?;
+            let props = hir.properties();
+            if props.minimum_len().unwrap_or(0) == 0 {
+                return Err(regex_error(
+                    "it can match empty text, which would flag every position; require at least one character".into(),
+                ));
+            }
+            let regex = Regex::new(&src.pattern).map_err(|e| regex_error(e.to_string()))?;
+            let value_group = regex.group_info().to_index(PatternID::ZERO, "value");
+            literal_sets.push(if src.anchors.is_empty() {
+                prefix_literals(&hir).map(|l| (l, true))
+            } else {
+                Some((
+                    src.anchors
+                        .iter()
+                        .map(|a| a.as_bytes().to_ascii_lowercase())
+                        .collect(),
+                    src.anchors_prefix,
+                ))
+            });
+            let long =
+                src.stream_bound.is_some() || props.maximum_len().is_some_and(|m| m > LONG_MATCH);
+            let bound = match (props.maximum_len(), src.stream_bound) {
+                (Some(max), _) => max,
+                (None, Some(b)) => b,
+                (None, None) => cap,
+            };
+            bounds.push((long, bound));
+            detectors.push(CompiledDetector {
+                id: RuleId::new(&src.id),
+                kind: src.kind,
+                severity: src.severity,
+                action: src.action,
+                direction: src.direction,
+                scope: src.scope.clone(),
+                regex,
+                value_group,
+                validator: src.validator,
+                description: src.description.clone(),
+                remedy: src.remedy.clone(),
+                injection: src.injection,
+            });
+        }
+
+        let prefilter = build_prefilter(&sources, &literal_sets)?;
+        let mut liveness = Vec::new();
+        for long in [false, true] {
+            let members: Vec<usize> = (0..sources.len())
+                .filter(|&i| bounds[i].0 == long)
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            let patterns: Vec<&str> = members
+                .iter()
+                .map(|&i| sources[i].pattern.as_str())
+                .collect();
+            let dfa = DFA::builder()
+                .configure(
+                    DFA::config()
+                        .match_kind(MatchKind::All)
+                        .unicode_word_boundary(true)
+                        .cache_capacity(1 << 20),
+                )
+                .build_many(&patterns)
+                .map_err(|e| {
+                    PolicyError::invalid(
+                        "rules",
+                        format!("the stream automaton cannot be built: {e}"),
+                    )
+                })?;
+            // +4: a match's end can depend on one more character (`\b`, `$`).
+            let bound = members.iter().map(|&i| bounds[i].1).max().unwrap_or(cap) + 4;
+            liveness.push(LivenessGroup {
+                dfa,
+                rules: members,
+                bound,
+            });
+        }
+
+        Ok(CompiledPolicy {
+            detectors,
+            prefilter,
+            liveness,
+            injection_threshold: threshold,
+            external_hook: policy.external_hook.clone(),
+        })
+    }
+
+    /// The rules this policy runs, in priority order.
+    pub fn rules(&self) -> impl Iterator<Item = RuleInfo> + '_ {
+        let mut seen = BTreeSet::new();
+        self.detectors
+            .iter()
+            .filter(move |d| seen.insert(d.id.clone()))
+            .map(|d| RuleInfo {
+                id: d.id.clone(),
+                kind: d.kind,
+                severity: d.severity,
+                action: d.action,
+                direction: d.direction,
+                description: d.description.clone(),
+            })
+    }
+
+    /// The external classifier the gateway should call, if the policy names one.
+    pub fn external_hook(&self) -> Option<&ExternalHookConfig> {
+        self.external_hook.as_ref()
+    }
+
+    /// Which rules apply to a scan of `direction` text for `scope`.
+    pub(crate) fn active(&self, direction: Direction, scope: &Scope<'_>) -> Vec<bool> {
+        self.detectors
+            .iter()
+            .map(|d| d.direction.covers(direction) && d.scope.matches(scope))
+            .collect()
+    }
+}
+
+impl Prefilter {
+    /// Where each rule (among `active`) could match in `text`.
+    pub(crate) fn candidates(&self, text: &str, active: &[bool]) -> Vec<Candidates> {
+        let mut out = vec![Candidates::Nowhere; active.len()];
+        if let Some(ac) = &self.literals {
+            for m in ac.find_overlapping_iter(text) {
+                for &(rule, prefix) in &self.literal_rules[m.pattern().as_usize()] {
+                    if !active[rule] {
+                        continue;
+                    }
+                    match (&mut out[rule], prefix) {
+                        (Candidates::At(starts), true) => starts.push(m.start()),
+                        (c @ Candidates::Nowhere, true) => *c = Candidates::At(vec![m.start()]),
+                        (c, false) => *c = Candidates::Anywhere,
+                        (Candidates::Anywhere, true) => {}
+                    }
+                }
+            }
+        }
+        if let Some(set) = &self.set
+            && self.set_rules.iter().any(|&r| active[r])
+        {
+            for i in set.matches(text).iter() {
+                out[self.set_rules[i]] = Candidates::Anywhere;
+            }
+        }
+        for c in &mut out {
+            if let Candidates::At(starts) = c {
+                starts.sort_unstable();
+                starts.dedup();
+            }
+        }
+        out
+    }
+}
+
+fn build_prefilter(
+    sources: &[Source],
+    literal_sets: &[Option<LiteralSet>],
+) -> Result<Prefilter, PolicyError> {
+    let mut literals: Vec<Vec<u8>> = Vec::new();
+    let mut literal_rules: Vec<Vec<(usize, bool)>> = Vec::new();
+    let mut set_patterns = Vec::new();
+    let mut set_rules = Vec::new();
+    for (rule, lits) in literal_sets.iter().enumerate() {
+        match lits {
+            Some((lits, prefix)) => {
+                for lit in lits {
+                    match literals.iter().position(|l| l == lit) {
+                        Some(i) => literal_rules[i].push((rule, *prefix)),
+                        None => {
+                            literals.push(lit.clone());
+                            literal_rules.push(vec![(rule, *prefix)]);
+                        }
+                    }
+                }
+            }
+            None => {
+                set_patterns.push(sources[rule].pattern.as_str());
+                set_rules.push(rule);
+            }
+        }
+    }
+    let literals_ac = if literals.is_empty() {
+        None
+    } else {
+        Some(
+            AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(&literals)
+                .map_err(|e| {
+                    PolicyError::invalid(
+                        "rules",
+                        format!("the literal prefilter cannot be built: {e}"),
+                    )
+                })?,
+        )
+    };
+    let set = if set_patterns.is_empty() {
+        None
+    } else {
+        Some(RegexSet::new(&set_patterns).map_err(|e| {
+            PolicyError::invalid("rules", format!("the regex prefilter cannot be built: {e}"))
+        })?)
+    };
+    Ok(Prefilter {
+        literals: literals_ac,
+        literal_rules,
+        set,
+        set_rules,
+    })
+}
+
+/// Literal prefixes, one of which starts every match, lowercased for the
+/// case-insensitive prefilter; `None` when the regex has no selective prefixes.
+fn prefix_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
+    let seq = Extractor::new().extract(hir);
+    let lits = seq.literals()?;
+    if lits.is_empty() || lits.len() > MAX_LITERALS_PER_RULE * 4 {
+        return None;
+    }
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for lit in lits {
+        if lit.as_bytes().len() < MIN_LITERAL_LEN {
+            return None;
+        }
+        let s = lit.as_bytes().to_ascii_lowercase();
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    (out.len() <= MAX_LITERALS_PER_RULE).then_some(out)
+}
+
+fn sources(policy: &Policy) -> Result<Vec<Source>, PolicyError> {
+    let builtin = builtins();
+    let injection_override = policy.detectors.get(INJECTION_RULE_ID);
+    for (id, ov) in &policy.detectors {
+        let known = id == INJECTION_RULE_ID || builtin.iter().any(|b| b.rule.id == id);
+        if !known {
+            let ids: Vec<&str> = builtin
+                .iter()
+                .map(|b| b.rule.id)
+                .chain([INJECTION_RULE_ID])
+                .collect();
+            return Err(PolicyError::invalid(
+                format!("detectors.{id}"),
+                format!(
+                    "no built-in detector has this id; known ids: {}",
+                    ids.join(", ")
+                ),
+            ));
+        }
+        if id == INJECTION_RULE_ID && ov.action == Some(Action::Redact) {
+            return Err(PolicyError::invalid(
+                format!("detectors.{id}.action"),
+                "prompt_injection is a score over the whole text, not a value to replace; use block, warn or log",
+            ));
+        }
+    }
+
+    let mut out = Vec::new();
+    for b in &builtin {
+        if let Some(src) = builtin_source(b, policy.detectors.get(b.rule.id)) {
+            out.push(src);
+        }
+    }
+    if injection_override.and_then(|o| o.enabled) != Some(false) {
+        for phrase in PHRASES {
+            let ov = injection_override.cloned().unwrap_or_default();
+            out.push(Source {
+                id: INJECTION_RULE_ID.into(),
+                path: format!("detectors.{INJECTION_RULE_ID}"),
+                kind: DetectorKind::Injection,
+                severity: ov.severity.unwrap_or(Severity::Medium),
+                action: ov.action.unwrap_or(Action::Warn),
+                direction: ov.direction.unwrap_or(Direction::Input),
+                scope: ov.scope.unwrap_or_default(),
+                pattern: phrase.regex.into(),
+                validator: None,
+                description: "a likely prompt-injection or jailbreak attempt".into(),
+                remedy: "rephrase the request without instructions aimed at overriding the assistant's rules".into(),
+                anchors: phrase.anchors.iter().map(|s| (*s).into()).collect(),
+                anchors_prefix: true,
+                stream_bound: None,
+                injection: Some((phrase.family, phrase.weight)),
+            });
+        }
+    }
+
+    for (i, rule) in policy.rules.iter().enumerate() {
+        let path = format!("rules[{i}]");
+        check_rule_id(&path, &rule.id)?;
+        if builtin.iter().any(|b| b.rule.id == rule.id) || rule.id == INJECTION_RULE_ID {
+            return Err(PolicyError::invalid(
+                format!("{path}.id"),
+                format!(
+                    "`{}` is a built-in detector id; override it under [detectors.{}] or choose another id",
+                    rule.id, rule.id
+                ),
+            ));
+        }
+        if policy.rules[..i].iter().any(|r| r.id == rule.id) {
+            return Err(PolicyError::invalid(
+                format!("{path}.id"),
+                format!("`{}` is used by an earlier rule", rule.id),
+            ));
+        }
+        if !rule.enabled {
+            continue;
+        }
+        out.push(custom_source(&path, rule)?);
+    }
+    Ok(out)
+}
+
+fn builtin_source(
+    b: &BuiltinDetector,
+    ov: Option<&super::policy::DetectorOverride>,
+) -> Option<Source> {
+    let ov = ov.cloned().unwrap_or_default();
+    if ov.enabled == Some(false) {
+        return None;
+    }
+    Some(Source {
+        id: b.rule.id.into(),
+        path: format!("detectors.{}", b.rule.id),
+        kind: b.kind,
+        severity: ov.severity.unwrap_or(b.severity),
+        action: ov.action.unwrap_or(b.action),
+        direction: ov.direction.unwrap_or(b.direction),
+        scope: ov.scope.unwrap_or_default(),
+        pattern: b.rule.regex.into(),
+        validator: b.rule.validator,
+        description: b.rule.description.into(),
+        remedy: b.remedy.into(),
+        anchors: match b.anchors {
+            Anchors::Prefix(a) | Anchors::Contains(a) => a.iter().map(|s| (*s).into()).collect(),
+            Anchors::Derive => Vec::new(),
+        },
+        anchors_prefix: matches!(b.anchors, Anchors::Prefix(_)),
+        stream_bound: b.stream_bound,
+        injection: None,
+    })
+}
+
+fn check_rule_id(path: &str, id: &str) -> Result<(), PolicyError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(PolicyError::invalid(
+            format!("{path}.id"),
+            format!(
+                "`{id}` must be 1–64 characters of a-z, 0-9, `_` or `-`; it appears in placeholders and metrics"
+            ),
+        ))
+    }
+}
+
+fn custom_source(path: &str, rule: &CustomRule) -> Result<Source, PolicyError> {
+    let pattern = match (&rule.regex, rule.keywords.is_empty()) {
+        (Some(_), false) => {
+            return Err(PolicyError::invalid(
+                path,
+                "set either `regex` or `keywords`, not both",
+            ));
+        }
+        (None, true) => {
+            return Err(PolicyError::invalid(
+                path,
+                "set `regex` or a non-empty `keywords` list",
+            ));
+        }
+        (Some(re), true) => {
+            if rule.case_insensitive {
+                format!("(?i:{re})")
+            } else {
+                re.clone()
+            }
+        }
+        (None, false) => keyword_pattern(path, rule)?,
+    };
+    Ok(Source {
+        id: rule.id.clone(),
+        path: path.to_string(),
+        kind: DetectorKind::Custom,
+        severity: rule.severity,
+        action: rule.action,
+        direction: rule.direction,
+        scope: rule.scope.clone(),
+        pattern,
+        validator: rule.validator,
+        description: rule
+            .description
+            .clone()
+            .unwrap_or_else(|| format!("text matching the organisation's rule `{}`", rule.id)),
+        remedy: rule
+            .message
+            .clone()
+            .unwrap_or_else(|| "remove that text, or ask your administrator about the rule".into()),
+        // Derived from the regex: sound under Unicode case folding, which a
+        // hand-written keyword list would not be.
+        anchors: Vec::new(),
+        anchors_prefix: true,
+        stream_bound: None,
+        injection: None,
+    })
+}
+
+/// A keyword list as one regex: escaped alternatives, with ASCII word boundaries on
+/// the sides that start or end with a word character (`C++` cannot end at `\b`).
+fn keyword_pattern(path: &str, rule: &CustomRule) -> Result<String, PolicyError> {
+    let mut alts = Vec::new();
+    for (i, kw) in rule.keywords.iter().enumerate() {
+        let kw = kw.trim();
+        if kw.is_empty() {
+            return Err(PolicyError::invalid(
+                format!("{path}.keywords[{i}]"),
+                "a keyword is empty",
+            ));
+        }
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        let mut alt = String::new();
+        if rule.whole_word && word(kw.chars().next()) {
+            alt.push_str(r"(?-u:\b)");
+        }
+        alt.push_str(&regex::escape(kw));
+        if rule.whole_word && word(kw.chars().last()) {
+            alt.push_str(r"(?-u:\b)");
+        }
+        alts.push(alt);
+    }
+    let flags = if rule.case_insensitive { "(?i)" } else { "" };
+    Ok(format!("{flags}(?:{})", alts.join("|")))
+}
