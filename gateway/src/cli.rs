@@ -121,6 +121,30 @@ pub enum AdminCommand {
         #[arg(long)]
         concurrency: Option<u64>,
     },
+    /// Create or replace a provider through the admin API (keys as `env:VAR` references).
+    ProviderSet {
+        name: String,
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Key references, comma-separated: `env:OPENAI_API_KEY,env:OPENAI_API_KEY_2`.
+        #[arg(long, value_delimiter = ',')]
+        keys: Vec<String>,
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+    },
+    /// Create or replace an alias: `--target openai/gpt-4o-mini:3 --target anthropic/claude-haiku-4-5:1`.
+    AliasSet {
+        name: String,
+        /// `provider/model` or `provider/model:weight`.
+        #[arg(long = "target", required = true)]
+        targets: Vec<String>,
+        #[arg(long = "fallback")]
+        fallbacks: Vec<String>,
+    },
+    /// List the providers and aliases in force.
+    Routing,
     /// Spend and tokens grouped by key, user, device, team, org, model, provider or app.
     Usage {
         #[arg(long)]
@@ -279,6 +303,49 @@ pub async fn run(remote: &Remote, cmd: AdminCommand) -> Result<Value, String> {
         } => {
             let (kind, id) = scope(&s)?;
             call(M::POST, "/limits".into(), Some(json!({"scope_kind": kind, "scope_id": id, "rpm": rpm, "tpm": tpm, "concurrency": concurrency}))).await
+        }
+        AdminCommand::ProviderSet {
+            name,
+            kind,
+            base_url,
+            keys: key_refs,
+            models,
+        } => {
+            let keys: Vec<Value> = key_refs.iter().map(|k| json!({"value": k})).collect();
+            let mut body = json!({"kind": kind, "keys": keys, "models": models});
+            if let Some(url) = base_url {
+                body["base_url"] = json!(url);
+            }
+            call(M::PUT, format!("/providers/{name}"), Some(body)).await
+        }
+        AdminCommand::AliasSet {
+            name,
+            targets,
+            fallbacks,
+        } => {
+            let targets: Vec<Value> = targets
+                .iter()
+                .map(|t| {
+                    match t
+                        .rsplit_once(':')
+                        .and_then(|(m, w)| w.parse::<f64>().ok().map(|w| (m, w)))
+                    {
+                        Some((model, weight)) => json!({"model": model, "weight": weight}),
+                        None => json!({"model": t}),
+                    }
+                })
+                .collect();
+            call(
+                M::PUT,
+                format!("/aliases/{name}"),
+                Some(json!({"targets": targets, "fallbacks": fallbacks})),
+            )
+            .await
+        }
+        AdminCommand::Routing => {
+            let providers = call(M::GET, "/providers".into(), None).await?;
+            let aliases = call(M::GET, "/aliases".into(), None).await?;
+            Ok(json!({"providers": providers["data"], "aliases": aliases["data"]}))
         }
         AdminCommand::Usage { group_by, by_day } => {
             call(

@@ -16,5 +16,6 @@ pub mod governance;
 pub mod metrics;
 pub mod providers;
 pub mod routing;
+pub mod routing_admin;
 pub mod secret;
 pub mod server;

@@ -43,6 +43,28 @@ pub struct AppState {
     pub shutting_down: AtomicBool,
     /// Keys, budgets, limits and audit; `None` when `[governance]` is not configured.
     pub governance: Option<Arc<Governance>>,
+    /// The configuration as read, which admin-API providers and aliases overlay.
+    pub routing_base: crate::config::Config,
+    /// Where `routing_base` came from (file path or "environment"), for messages.
+    pub routing_source: String,
+}
+
+/// The routing table for a validated config: one provider (HTTP client, limiter, key
+/// health) per `[providers.NAME]`, and the aliases.
+pub fn build_router(config: &ValidConfig) -> anyhow::Result<routing::Router> {
+    let epoch = Instant::now();
+    let mut providers = Vec::with_capacity(config.providers.len());
+    for p in &config.providers {
+        let name = p.name.clone();
+        let provider = Provider::new(p.clone(), epoch)
+            .map_err(|e| anyhow::anyhow!("provider `{name}`: cannot build its HTTP client: {e}"))?;
+        providers.push(Arc::new(provider));
+    }
+    Ok(routing::Router::new(
+        providers,
+        &config.aliases,
+        config.routing.clone(),
+    ))
 }
 
 /// Builds the engine from a validated config.
@@ -52,17 +74,9 @@ pub fn build_engine(
     prices: Arc<PriceTable>,
     governance: Option<Arc<Governance>>,
 ) -> anyhow::Result<Engine> {
-    let epoch = Instant::now();
-    let mut providers = Vec::with_capacity(config.providers.len());
-    for p in &config.providers {
-        let name = p.name.clone();
-        let provider = Provider::new(p.clone(), epoch)
-            .map_err(|e| anyhow::anyhow!("provider `{name}`: cannot build its HTTP client: {e}"))?;
-        providers.push(Arc::new(provider));
-    }
-    let router = routing::Router::new(providers, &config.aliases, config.routing.clone());
+    let router = build_router(config)?;
     Ok(Engine {
-        router,
+        router: arc_swap::ArcSwap::from_pointee(router),
         sink,
         prices,
         governance,
@@ -128,7 +142,12 @@ pub async fn serve(config: ValidConfig, metrics: Option<PrometheusHandle>) -> an
         metrics,
         shutting_down: AtomicBool::new(false),
         governance: governance.clone(),
+        routing_base: config.raw.clone(),
+        routing_source: config.source_name.clone(),
     });
+    if let Some(g) = &governance {
+        crate::routing_admin::load_at_start(&state, g.store.as_ref()).await;
+    }
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();

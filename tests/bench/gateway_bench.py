@@ -7,6 +7,8 @@ loads (open-loop, with oha's latency correction so slow responses are not hidden
   direct   client -> mock provider
   proxy    client -> sluice-bench-proxy (minimal hyper pass-through) -> mock: the floor
   gateway  client -> sluice-gateway (alias routing, weighted keys, health, metrics) -> mock
+  gov      the same gateway with governance on: virtual-key auth, a team budget, key and
+           team rate limits, cost, and every request in the hash-chained SQLite audit log
 
 then the highest throughput each sustains (closed loop, fixed connection count), the
 streaming time-to-first-token overhead (gateway vs direct, sequential requests), and the
@@ -18,6 +20,7 @@ installs the `oha` load generator from crates.io into target/bench-tools if it i
 """
 
 import argparse
+import urllib.request
 import json
 import os
 import platform
@@ -98,9 +101,9 @@ class Server:
             self.proc.kill()
 
 
-def oha(bin_, url, secs, rate=None, conns=64):
+def oha(bin_, url, secs, rate=None, conns=64, key="bench"):
     cmd = [bin_, "--no-tui", "--output-format", "json", "-z", f"{secs}s", "-c", str(conns),
-           "-m", "POST", "-H", "content-type: application/json", "-H", "authorization: Bearer bench",
+           "-m", "POST", "-H", "content-type: application/json", "-H", f"authorization: Bearer {key}",
            "-d", BODY]
     if rate:
         cmd += ["-q", str(rate), "--latency-correction"]
@@ -186,6 +189,37 @@ fallbacks = ["secondary/gpt-4o-mini"]
 """
 
 
+ADMIN_TOKEN = "bench-admin-token-0123456789"
+
+
+def admin(base, path, body):
+    req = urllib.request.Request(base + "/api/v1" + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"authorization": f"Bearer {ADMIN_TOKEN}", "content-type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read())
+
+
+def governed_config(mock_url, db):
+    return gateway_config(mock_url) + f"""
+[governance]
+database = "{db}"
+admin_token = "env:BENCH_ADMIN"
+"""
+
+
+def bootstrap(base):
+    """An org, team and user, a key for the user, a budget and rate limits that the
+    benchmark never reaches (so every check runs and none refuses)."""
+    admin(base, "/orgs", {"name": "Bench", "id": "bench"})
+    admin(base, "/teams", {"org_id": "bench", "name": "Load", "id": "load"})
+    admin(base, "/users", {"team_id": "load", "email": "load@bench.test", "id": "loader"})
+    key = admin(base, "/keys", {"name": "bench", "user_id": "loader"})
+    admin(base, "/budgets", {"scope_kind": "team", "scope_id": "load", "window": "month", "limit_usd": 1e9})
+    admin(base, "/limits", {"scope_kind": "key", "scope_id": key["key"]["id"], "rpm": 10_000_000, "concurrency": 100_000})
+    admin(base, "/limits", {"scope_kind": "team", "scope_id": "load", "tpm": 1_000_000_000})
+    return key["secret"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--secs", type=int, default=10, help="seconds per load step")
@@ -206,26 +240,33 @@ def main():
     cfg.write_text(gateway_config(mock.url))
     proxy = Server([str(RELEASE / "sluice-bench-proxy"), "--listen", "127.0.0.1:0", "--upstream", mock.url])
     gw = Server([str(RELEASE / "sluice-gateway"), "serve", "--config", str(cfg)], env={"BENCH_KEY": "bench-key"})
-    targets = {"direct": mock.url, "proxy": proxy.url, "gateway": gw.url}
+    gcfg = Path(tmp) / "governed.toml"
+    gcfg.write_text(governed_config(mock.url, Path(tmp) / "bench.db"))
+    gov = Server([str(RELEASE / "sluice-gateway"), "serve", "--config", str(gcfg)],
+                 env={"BENCH_KEY": "bench-key", "BENCH_ADMIN": ADMIN_TOKEN})
+    gov_key = bootstrap(gov.url)
+    targets = {"direct": mock.url, "proxy": proxy.url, "gateway": gw.url, "gov": gov.url}
+    keys = {"gov": gov_key}
     results = {"machine": machine(), "fixed": {}, "max": {}, "ttft": {}, "rss_mb": {}}
     try:
         # Warm every path (connection pools, allocator) before measuring.
-        for url in targets.values():
-            oha(oha_bin, url + "/v1/chat/completions", 2, rate=500, conns=16)
+        for name, url in targets.items():
+            oha(oha_bin, url + "/v1/chat/completions", 2, rate=500, conns=16, key=keys.get(name, "bench"))
         results["rss_mb"]["gateway_idle_warm"] = gw.rss_mb()
         for rate in rates:
             for name, url in targets.items():
-                r = oha(oha_bin, url + "/v1/chat/completions", args.secs, rate=rate, conns=64)
+                r = oha(oha_bin, url + "/v1/chat/completions", args.secs, rate=rate, conns=64, key=keys.get(name, "bench"))
                 results["fixed"].setdefault(str(rate), {})[name] = r
                 print(f"  {rate:>6} rps  {name:<8} p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
                       f"achieved {r['rps']:.0f} rps  ok {r['ok_ratio']:.4f}", file=sys.stderr)
             results["rss_mb"][f"gateway_after_{rate}"] = gw.rss_mb()
         for name, url in targets.items():
-            r = oha(oha_bin, url + "/v1/chat/completions", args.secs, conns=args.max_conns)
+            r = oha(oha_bin, url + "/v1/chat/completions", args.secs, conns=args.max_conns, key=keys.get(name, "bench"))
             results["max"][name] = r
             print(f"  max      {name:<8} {r['rps']:.0f} rps  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms",
                   file=sys.stderr)
         results["rss_mb"]["gateway_after_max"] = gw.rss_mb()
+        results["rss_mb"]["gov_after_max"] = gov.rss_mb()
         ttfb_samples(mock.url, "gpt-4o-mini", 20)
         ttfb_samples(gw.url, "default", 20)
         results["ttft"]["direct"] = ttfb_samples(mock.url, "gpt-4o-mini", args.ttft_samples)
@@ -250,7 +291,7 @@ def main():
                                "rss_start_mb": warm[0], "rss_end_mb": warm[-1], "rss_max_mb": max(warm),
                                "growth_pct": (warm[-1] - warm[0]) / warm[0] * 100}
     finally:
-        for s in (gw, proxy, mock):
+        for s in (gov, gw, proxy, mock):
             s.stop()
 
     report(results, rates)
@@ -278,6 +319,14 @@ def report(r, rates):
         print(f"| {rate} | {(f['gateway']['p50_ms'] - f['direct']['p50_ms']) * 1000:.0f} | "
               f"{(f['gateway']['p99_ms'] - f['direct']['p99_ms']) * 1000:.0f} | "
               f"{(f['proxy']['p50_ms'] - f['direct']['p50_ms']) * 1000:.0f} |")
+    print("\n### Governance cost (auth + budget + rate limits + audit vs routing only)\n")
+    print("| offered rps | routing p50 overhead µs | governed p50 overhead µs | ratio |")
+    print("|---|---|---|---|")
+    for rate in rates:
+        f = r["fixed"][str(rate)]
+        base = (f['gateway']['p50_ms'] - f['direct']['p50_ms']) * 1000
+        gov = (f['gov']['p50_ms'] - f['direct']['p50_ms']) * 1000
+        print(f"| {rate} | {base:.0f} | {gov:.0f} | {gov / base if base > 0 else float('nan'):.2f} |")
     print("\n### Highest throughput (closed loop)\n")
     print("| path | rps | p50 ms | p99 ms | ratio to proxy |")
     print("|---|---|---|---|---|")

@@ -841,3 +841,119 @@ async fn usage_report_and_cli() {
     assert!(sse_events(&text).iter().any(|(_, d)| d == "[DONE]"));
     assert!(text.contains(": x-sluice-cost-usd=0.008000"), "{text}");
 }
+
+#[tokio::test]
+async fn providers_and_aliases_managed_through_the_api() {
+    let mut g = Gov::start(&[], "mode = \"open\"\n").await;
+    let put = |path: String, body: Value| {
+        let http = g.gw.http.clone();
+        let url = g.gw.url(&format!("/api/v1{path}"));
+        async move {
+            let resp = http
+                .put(url)
+                .bearer_auth(ADMIN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let provider = json!({"kind": "openai", "base_url": format!("{}/v1", g.mock.base_url()), "keys": [{"value": "env:MOCK_KEY"}], "models": ["gpt-4o-mini"]});
+    let (status, v) = put("/providers/extra".into(), provider.clone()).await;
+    assert_eq!(status, 200, "{v}");
+    let resp = g.chat("", "extra/gpt-4o-mini").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-sluice-provider"), "extra");
+
+    let (status, _) = put(
+        "/aliases/smart".into(),
+        json!({"targets": [{"model": "extra/gpt-4o-mini"}], "fallbacks": ["oa/gpt-4o-mini"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&g.chat("", "smart").await, "x-sluice-provider"),
+        "extra"
+    );
+    let models: Value =
+        g.gw.http
+            .get(g.gw.url("/v1/models"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert!(
+        models["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "smart")
+    );
+
+    // Whole-config validation guards every change.
+    let (status, v) = put(
+        "/aliases/broken".into(),
+        json!({"targets": [{"model": "ghost/x"}]}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("aliases.broken.targets[0].model"),
+        "{v}"
+    );
+    let (status, v) = put(
+        "/providers/leaky".into(),
+        json!({"kind": "openai", "keys": [{"value": "sk-live-pasted"}]}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        !v.to_string().contains("sk-live-pasted"),
+        "secrets are never echoed: {v}"
+    );
+    let (status, _) = g
+        .admin(reqwest::Method::DELETE, "/providers/extra", None)
+        .await;
+    assert_eq!(status, 400, "alias `smart` still routes to it");
+    let (status, _) = g
+        .admin(reqwest::Method::DELETE, "/providers/oa", None)
+        .await;
+    assert_eq!(
+        status, 409,
+        "file-defined providers are changed in the file"
+    );
+
+    let (_, listed) = g.admin(reqwest::Method::GET, "/providers", None).await;
+    let extra = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "extra")
+        .unwrap()
+        .clone();
+    assert_eq!(extra["source"], "api");
+
+    // Entries survive a restart.
+    g.gw.server.kill().await;
+    g.restart().await;
+    assert_eq!(
+        header(&g.chat("", "smart").await, "x-sluice-provider"),
+        "extra"
+    );
+    let (status, _) = g
+        .admin(reqwest::Method::DELETE, "/aliases/smart", None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = g
+        .admin(reqwest::Method::DELETE, "/providers/extra", None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(g.chat("", "extra/gpt-4o-mini").await.status(), 404);
+}

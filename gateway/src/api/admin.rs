@@ -20,12 +20,14 @@ use serde_json::{Value, json};
 
 use sluice_shared::audit::ChainVerifier;
 
+use crate::config::{AliasConfig, ProviderConfig};
 use crate::governance::model::{
     Budget, BudgetWindow, Device, KeyPolicy, KeyStatus, Org, OwnerKind, RateLimit, ScopeKind, Team,
     User, VirtualKey,
 };
 use crate::governance::store::{AuditFilter, Entity, StoreError, UsageGroup};
 use crate::governance::{Governance, keys, now_ms};
+use crate::routing_admin::{Change, RoutingError};
 use crate::server::AppState;
 
 /// An admin API error: `{"error": {"message", "type"}}` with a fitting status.
@@ -89,6 +91,16 @@ pub fn router(state: Arc<AppState>) -> axum::Router<Arc<AppState>> {
         .route("/budgets/{id}", axum::routing::delete(delete_budget))
         .route("/limits", get(list_limits).post(create_limit))
         .route("/limits/{id}", axum::routing::delete(delete_limit))
+        .route("/providers", get(list_providers))
+        .route(
+            "/providers/{name}",
+            axum::routing::put(put_provider).delete(delete_provider),
+        )
+        .route("/aliases", get(list_aliases))
+        .route(
+            "/aliases/{name}",
+            axum::routing::put(put_alias).delete(delete_alias),
+        )
         .route("/usage", get(usage))
         .route("/audit", get(audit_page))
         .route("/audit/export", get(audit_export))
@@ -703,6 +715,77 @@ async fn create_limit(
     g.store.insert_limit(limit.clone()).await?;
     reload(g).await?;
     Ok((StatusCode::CREATED, Json(limit)))
+}
+
+// ---- providers and aliases ----------------------------------------------------------
+
+fn routing_error(e: RoutingError) -> AdminError {
+    match e {
+        RoutingError::Invalid(m) => AdminError(StatusCode::BAD_REQUEST, m),
+        RoutingError::FromFile(m) => AdminError(StatusCode::CONFLICT, m),
+        RoutingError::Store(e) => AdminError::from(e),
+    }
+}
+
+async fn describe_routing(s: &AppState) -> AdminResult<Value> {
+    let g = gov(s)?;
+    crate::routing_admin::describe(s, g.store.as_ref())
+        .await
+        .map_err(routing_error)
+}
+
+async fn list_providers(State(s): State<Arc<AppState>>) -> AdminResult<Json<Value>> {
+    let d = describe_routing(&s).await?;
+    Ok(Json(json!({"data": d["providers"]})))
+}
+
+async fn list_aliases(State(s): State<Arc<AppState>>) -> AdminResult<Json<Value>> {
+    let d = describe_routing(&s).await?;
+    Ok(Json(json!({"data": d["aliases"]})))
+}
+
+async fn change_routing(s: &AppState, change: Change) -> AdminResult<()> {
+    let g = gov(s)?;
+    crate::routing_admin::apply(s, g.store.as_ref(), change)
+        .await
+        .map_err(routing_error)
+}
+
+/// Creates or replaces a provider (same fields as `[providers.NAME]` in the config file;
+/// keys must be `env:`/`file:` references).
+async fn put_provider(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Json(body): Json<ProviderConfig>,
+) -> AdminResult<Json<Value>> {
+    change_routing(&s, Change::PutProvider(name.clone(), Box::new(body))).await?;
+    Ok(Json(json!({"name": name, "source": "api"})))
+}
+
+async fn delete_provider(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> AdminResult<StatusCode> {
+    change_routing(&s, Change::DeleteProvider(name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Creates or replaces an alias (same fields as `[aliases.NAME]`).
+async fn put_alias(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Json(body): Json<AliasConfig>,
+) -> AdminResult<Json<Value>> {
+    change_routing(&s, Change::PutAlias(name.clone(), body)).await?;
+    Ok(Json(json!({"name": name, "source": "api"})))
+}
+
+async fn delete_alias(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> AdminResult<StatusCode> {
+    change_routing(&s, Change::DeleteAlias(name)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---- usage and audit ----------------------------------------------------------------

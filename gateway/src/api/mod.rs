@@ -323,7 +323,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.shutting_down.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    let providers = state.engine.load().router.providers().len();
+    let providers = state.engine.load().router.load().providers().len();
     axum::Json(serde_json::json!({ "status": "ready", "providers": providers })).into_response()
 }
 

@@ -25,7 +25,7 @@ pub struct ModelEntry {
 
 pub async fn list_models(State(state): State<Arc<AppState>>) -> Json<ModelList> {
     let engine = state.engine.load();
-    let router = &engine.router;
+    let router = engine.router.load();
     let mut data: Vec<ModelEntry> = router
         .alias_names()
         .into_iter()

@@ -74,6 +74,23 @@ pub fn document() -> Value {
             "post": op("Issue a new secret; the old one works for grace_secs (default 86400)", "keys", Some("Rotate"), "200"),
         }),
     );
+    for (path, noun, schema) in [
+        ("providers", "provider", "Provider"),
+        ("aliases", "alias", "Alias"),
+    ] {
+        paths.insert(
+            format!("/api/v1/{path}"),
+            json!({"get": op(&format!("List {path} in force (config file and admin API), with their source"), "routing", None, "200")}),
+        );
+        paths.insert(
+            format!("/api/v1/{path}/{{name}}"),
+            json!({
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "put": op(&format!("Create or replace a {noun}; validated with the whole configuration before it takes effect"), "routing", Some(schema), "200"),
+                "delete": op(&format!("Delete a {noun} defined through the API (409 for one from the config file)"), "routing", None, "204"),
+            }),
+        );
+    }
     let mut usage = op(
         "Requests, tokens and spend grouped by key, user, device, team, org, model, provider or app (optionally by day)",
         "reports",
@@ -160,6 +177,11 @@ pub fn document() -> Value {
                     "window": {"enum": ["hour", "day", "week", "month"]}, "rolling": {"type": "boolean"},
                     "limit_usd": {"type": "number"}, "soft_fraction": {"type": "number"}, "id": {"type": "string"},
                 }), &["scope_kind", "scope_id", "window", "limit_usd"]),
+                "Provider": {"type": "object", "description": "the fields of a [providers.NAME] table: kind, base_url, keys [{value: \"env:VAR\", weight, id}], models, headers, api_version, connect_timeout_ms, header_timeout_ms, stream_idle_timeout_ms, max_concurrency, max_queue, queue_timeout_ms, max_retries, health", "required": ["kind"]},
+                "Alias": {"type": "object", "properties": {
+                    "targets": {"type": "array", "items": {"type": "object", "properties": {"model": {"type": "string"}, "weight": {"type": "number"}}, "required": ["model"]}},
+                    "fallbacks": {"type": "array", "items": {"type": "string"}},
+                }, "required": ["targets"]},
                 "NewLimit": s(json!({
                     "scope_kind": {"enum": ["key", "team", "model"]}, "scope_id": {"type": "string"},
                     "rpm": {"type": "integer"}, "tpm": {"type": "integer"}, "concurrency": {"type": "integer"}, "id": {"type": "string"},

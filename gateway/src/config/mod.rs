@@ -160,7 +160,7 @@ fn default_max_retry_after_secs() -> u64 {
 }
 
 /// `[providers.NAME]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Which API the provider speaks: openai, azure, anthropic, gemini, mistral, groq,
@@ -216,7 +216,7 @@ pub struct ProviderConfig {
 }
 
 /// `keys = [{ value = "env:…", weight = 1.0, id = "primary" }]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// `env:VAR` or `file:/path`. Literal keys are refused.
@@ -234,7 +234,7 @@ fn default_weight() -> f64 {
 }
 
 /// `[providers.NAME.health]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
     /// Consecutive failures (connect errors, timeouts, 5xx) that take a key out of
@@ -279,7 +279,7 @@ fn default_ramp_ms() -> u64 {
 }
 
 /// `[aliases.NAME]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AliasConfig {
     /// Weighted `provider/model` targets; one is picked per request, the others become
@@ -290,7 +290,7 @@ pub struct AliasConfig {
     pub fallbacks: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AliasTarget {
     pub model: String,
@@ -364,6 +364,10 @@ pub struct ValidConfig {
     pub aliases: BTreeMap<String, AliasConfig>,
     pub governance: Option<ResolvedGovernance>,
     pub prices: BTreeMap<String, crate::governance::pricing::Price>,
+    /// The configuration as read (before validation), which providers and aliases
+    /// defined through the admin API are overlaid on.
+    pub raw: Config,
+    pub source_name: String,
 }
 
 /// `[governance]` with its admin token resolved.
@@ -726,6 +730,8 @@ impl Config {
 
         if issues.is_empty() {
             Ok(ValidConfig {
+                raw: self.clone(),
+                source_name: source_name.to_owned(),
                 governance,
                 prices: self.prices.clone(),
                 server: self.server.clone(),

@@ -59,7 +59,8 @@ const MAX_RESPONSE_BODY: usize = 256 * 1024 * 1024;
 /// Routing table plus where records go. Immutable; swapped whole on config change.
 #[derive(Debug)]
 pub struct Engine {
-    pub router: Router,
+    /// Swapped whole when providers or aliases change through the admin API.
+    pub router: arc_swap::ArcSwap<Router>,
     pub sink: Arc<dyn RecordSink>,
     pub prices: Arc<PriceTable>,
     pub governance: Option<Arc<Governance>>,
@@ -245,10 +246,10 @@ pub async fn execute(
     if full_content {
         ctx.record.request_body = Some(caller.body.clone());
     }
-    let mut plan = match engine
-        .router
-        .plan(&inbound.model, &inbound.fallbacks, flavor)
-    {
+    // The routing table may be replaced by the admin API at any time; this request keeps
+    // the one it started with.
+    let router = engine.router.load_full();
+    let mut plan = match router.plan(&inbound.model, &inbound.fallbacks, flavor) {
         Ok(plan) => plan,
         Err(e) => return ctx.error_response(e, flavor).await,
     };
@@ -271,7 +272,7 @@ pub async fn execute(
             }
         }
     }
-    let retry = &engine.router.retry;
+    let retry = &router.retry;
     let max_retry_after = Duration::from_secs(retry.max_retry_after_secs);
     let mut errors: Vec<GatewayError> = Vec::new();
 

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 /// `kind = "…"` in a `[providers.NAME]` table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProviderKind {
     Openai,

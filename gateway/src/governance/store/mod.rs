@@ -135,6 +135,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `rate_limits`) by id.
     fn delete(&self, table: Entity, id: String) -> BoxFuture<'_, StoreResult<()>>;
 
+    /// Providers and aliases defined through the admin API: `(kind, name, JSON body)`,
+    /// kind `provider` or `alias`. They overlay the config file's.
+    fn routing_entries(&self) -> BoxFuture<'_, StoreResult<Vec<(String, String, String)>>>;
+    fn put_routing_entry(
+        &self,
+        kind: &'static str,
+        name: String,
+        body: String,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+    fn delete_routing_entry(
+        &self,
+        kind: &'static str,
+        name: String,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+
     /// The last record's `(seq, hash)`, or `(0, GENESIS_HASH)`.
     fn audit_head(&self) -> BoxFuture<'_, StoreResult<(u64, String)>>;
     /// Appends records (already chained, consecutive `seq`) in one transaction.

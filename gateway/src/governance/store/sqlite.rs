@@ -26,9 +26,10 @@ use crate::governance::model::{
     User, VirtualKey,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE orgs (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL);
 CREATE TABLE teams (
     id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
@@ -65,7 +66,16 @@ CREATE INDEX audit_team_ts ON audit (team_id, ts_ms);
 CREATE INDEX audit_user_ts ON audit (user_id, ts_ms);
 CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE routing_entries (
+    kind TEXT NOT NULL CHECK (kind IN ('provider', 'alias')), name TEXT NOT NULL,
+    body TEXT NOT NULL, updated_ms INTEGER NOT NULL, PRIMARY KEY (kind, name));
+"#,
+    ),
+];
 
 fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| match &source {
@@ -484,6 +494,72 @@ impl Store for SqliteStore {
                 return Err(StoreError::NotFound(format!(
                     "{} {id}",
                     entity.table().trim_end_matches('s')
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    fn routing_entries(&self) -> BoxFuture<'_, StoreResult<Vec<(String, String, String)>>> {
+        Box::pin(async move {
+            let rows =
+                sqlx::query("SELECT kind, name, body FROM routing_entries ORDER BY kind, name")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db("read routing"))?;
+            let get = |e: sqlx::Error| StoreError::Db {
+                op: "read routing",
+                source: e,
+            };
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get(0).map_err(get)?,
+                        r.try_get(1).map_err(get)?,
+                        r.try_get(2).map_err(get)?,
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    fn put_routing_entry(
+        &self,
+        kind: &'static str,
+        name: String,
+        body: String,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO routing_entries (kind, name, body, updated_ms) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (kind, name) DO UPDATE SET body = excluded.body, updated_ms = excluded.updated_ms",
+            )
+            .bind(kind)
+            .bind(&name)
+            .bind(&body)
+            .bind(crate::governance::now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(db("write routing"))?;
+            Ok(())
+        })
+    }
+
+    fn delete_routing_entry(
+        &self,
+        kind: &'static str,
+        name: String,
+    ) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            let done = sqlx::query("DELETE FROM routing_entries WHERE kind = ? AND name = ?")
+                .bind(kind)
+                .bind(&name)
+                .execute(&self.pool)
+                .await
+                .map_err(db("delete routing"))?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "{kind} `{name}` (defined through the admin API)"
                 )));
             }
             Ok(())
