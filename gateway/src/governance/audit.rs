@@ -114,6 +114,9 @@ struct Spill {
     path: PathBuf,
     /// Serializes appends and rotations.
     file: Mutex<()>,
+    /// Set when a record is spilled (and at start), so the writer only looks for spill
+    /// files when there can be some: the look costs blocking file-system calls.
+    pending: std::sync::atomic::AtomicBool,
 }
 
 impl Spill {
@@ -126,7 +129,10 @@ impl Spill {
             .open(&self.path)?;
         f.write_all(line.as_bytes())?;
         f.write_all(b"\n")?;
-        f.flush()
+        f.flush()?;
+        self.pending
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// Moves the current spill file aside for import (new spills start a fresh file) and
@@ -184,6 +190,7 @@ impl AuditSink {
         let spill = Arc::new(Spill {
             path: spill_path,
             file: Mutex::new(()),
+            pending: std::sync::atomic::AtomicBool::new(true),
         });
         let (seq, head) = store.audit_head().await?;
         let stop = CancellationToken::new();
@@ -317,21 +324,22 @@ impl Writer {
     }
 
     async fn commit(&mut self, entries: Vec<AuditEntry>) -> Result<(), Vec<AuditEntry>> {
-        let mut records = Vec::with_capacity(entries.len());
-        let mut seq = self.next_seq;
-        let mut prev = self.head.clone();
-        for entry in entries {
-            let canonical = String::from_utf8(canonical_json(&entry)).unwrap_or_default();
-            let hash = chain_hash(&prev, canonical.as_bytes());
-            records.push(ChainedRecord {
-                seq,
-                prev_hash: std::mem::replace(&mut prev, hash.clone()),
-                hash,
-                entry,
-                canonical,
-            });
-            seq += 1;
-        }
+        // Serializing and hashing a batch is CPU work of a few microseconds per record:
+        // done on the blocking pool so it never holds up a request's worker thread.
+        let (start, head, count) = (self.next_seq, self.head.clone(), entries.len());
+        let (records, seq, prev) = match tokio::task::spawn_blocking(move || {
+            chain(entries, start, head)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                // `chain` has no panicking path; this is a runtime shutting down under us.
+                metrics::counter!("sluice_audit_lost_total").increment(count as u64);
+                tracing::error!(error = %e, records = count, "audit records lost: the chaining task did not run");
+                return Ok(());
+            }
+        };
         let mut delay = Duration::from_millis(50);
         for attempt in 0..5 {
             match self.store.append_audit(&records).await {
@@ -352,7 +360,16 @@ impl Writer {
     }
 
     async fn import_spills(&mut self) {
-        let files = match self.spill.take() {
+        if !self
+            .spill
+            .pending
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let spill = self.spill.clone();
+        let taken = tokio::task::spawn_blocking(move || spill.take()).await;
+        let files = match taken.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the audit spill files");
@@ -394,10 +411,33 @@ impl Writer {
                 // Keep the file; the next import retries it (records may then appear twice,
                 // which the request id makes visible, rather than not at all).
                 tracing::warn!(file = %path.display(), "audit spill import failed; will retry");
+                self.spill
+                    .pending
+                    .store(true, std::sync::atomic::Ordering::Release);
                 return;
             }
         }
     }
+}
+
+/// Chains `entries` after `(start, head)`: each record's canonical JSON, hash and link.
+fn chain(entries: Vec<AuditEntry>, start: u64, head: String) -> (Vec<ChainedRecord>, u64, String) {
+    let mut records = Vec::with_capacity(entries.len());
+    let mut seq = start;
+    let mut prev = head;
+    for entry in entries {
+        let canonical = String::from_utf8(canonical_json(&entry)).unwrap_or_default();
+        let hash = chain_hash(&prev, canonical.as_bytes());
+        records.push(ChainedRecord {
+            seq,
+            prev_hash: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+            entry,
+            canonical,
+        });
+        seq += 1;
+    }
+    (records, seq, prev)
 }
 
 /// `sluice-gateway audit bench`: the audit sink's sustained write rate on this machine.
