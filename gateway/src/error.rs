@@ -49,6 +49,9 @@ pub enum ErrorKind {
     BudgetExceeded,
     /// A rate or concurrency limit is reached.
     RateLimited,
+    /// A guardrail rule with action `block` matched the request (or, mid-stream, the
+    /// answer); the message names the rule and what to do instead.
+    GuardrailBlocked,
     /// A bug or an impossible state.
     Internal,
 }
@@ -71,6 +74,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::BudgetExceeded => "budget_exceeded",
             ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::GuardrailBlocked => "guardrail_blocked",
             ErrorKind::Internal => "internal",
         }
     }

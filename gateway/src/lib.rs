@@ -5,7 +5,8 @@
 //! Modules by what they own: [`config`] (schema, validation, zero-config), [`api`] (HTTP
 //! surfaces), [`engine`] (attempts, streaming, request records), [`routing`] (model
 //! resolution, key health, concurrency limits, backoff), [`providers`] (per-protocol
-//! requests and answers), [`metrics`], [`server`].
+//! requests and answers), [`governance`] (keys, budgets, audit), [`guardrails`] (the
+//! shared guardrail engine on the request path), [`metrics`], [`server`].
 
 pub mod api;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod governance;
+pub mod guardrails;
 pub mod metrics;
 pub mod providers;
 pub mod routing;

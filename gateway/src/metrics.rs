@@ -11,9 +11,13 @@
 //! | `sluice_time_to_first_token_seconds` | provider | streams: receipt to first event sent |
 //! | `sluice_requests_in_flight` | – | requests being served (streams until they end) |
 //! | `sluice_client_disconnects_total` | api | clients that left before the answer was complete |
+//! | `sluice_guardrail_decisions_total` | rule, action, direction (`input`/`output`) | guardrail rules that fired: one per rule, side and request |
+//! | `sluice_guardrail_scan_seconds` | direction | time spent scanning: per request for input and complete answers, per stream (summed over its events) for streams |
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use sluice_shared::guardrails::Direction;
 
 use crate::engine::record::{RequestOutcome, RequestRecord};
 
@@ -33,6 +37,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
             Matcher::Full("sluice_gateway_overhead_seconds".into()),
             &fine,
         )?
+        .set_buckets_for_metric(Matcher::Full("sluice_guardrail_scan_seconds".into()), &fine)?
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &coarse)?
         .install_recorder()?;
     Ok(handle)
@@ -95,6 +100,19 @@ pub fn request_finished(record: &RequestRecord) {
             .increment(usage.prompt_tokens);
         counter!("sluice_tokens_total", "provider" => provider.clone(), "model" => model, "direction" => "output")
             .increment(usage.completion_tokens);
+    }
+    for d in &record.guardrails {
+        counter!(
+            "sluice_guardrail_decisions_total",
+            "rule" => d.rule_id.to_string(),
+            "action" => crate::governance::action_label(d.action),
+            "direction" => match d.direction {
+                Direction::Input => "input",
+                Direction::Output => "output",
+                Direction::Both => "both",
+            }
+        )
+        .increment(1);
     }
     if let Some(overhead) = record.overhead {
         histogram!("sluice_gateway_overhead_seconds", "api" => record.api)

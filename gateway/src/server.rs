@@ -4,11 +4,11 @@
 //! 1. hyper accepts the connection (HTTP/1.1 or h2c; `TCP_NODELAY` on);
 //! 2. axum routes by path and method (unknown path → 404, wrong method → 405, both in
 //!    the API's error shape);
-//! 3. the handler reads the body up to `server.max_body_bytes` and parses it;
-//! 4. the engine routes, attempts, translates and answers (see `engine`);
+//! 3. the handler authenticates the virtual key (governance), then reads the body up to
+//!    `server.max_body_bytes` and parses it;
+//! 4. the engine runs input guardrails (block, redact), routes, admits (budgets, rate
+//!    limits), attempts, translates, runs output guardrails and answers (see `engine`);
 //! 5. the request record is finalized when the response or stream ends.
-//!
-//! Authentication, budgets and guardrails slot in between 3 and 4 (later work).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +29,7 @@ use crate::governance::audit::Durability;
 use crate::governance::pricing::PriceTable;
 use crate::governance::store::sqlite::SqliteStore;
 use crate::governance::{Governance, GovernanceSettings, GovernanceSink};
+use crate::guardrails::Guardrails;
 use crate::providers::Provider;
 use crate::routing;
 use tokio_util::task::TaskTracker;
@@ -75,11 +76,18 @@ pub fn build_engine(
     governance: Option<Arc<Governance>>,
 ) -> anyhow::Result<Engine> {
     let router = build_router(config)?;
+    let guardrails = match &config.guardrails {
+        Some(policy) => Some(Arc::new(Guardrails::new(policy.clone()).map_err(|e| {
+            anyhow::anyhow!("guardrails.external_hook: cannot build its HTTP client: {e}")
+        })?)),
+        None => None,
+    };
     Ok(Engine {
         router: arc_swap::ArcSwap::from_pointee(router),
         sink,
         prices,
         governance,
+        guardrails,
     })
 }
 

@@ -13,11 +13,14 @@ mod env;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 pub use env::{Environment, MapEnv, ProcessEnv};
+
+use sluice_shared::guardrails::{CompiledPolicy, PolicyError};
 
 use crate::providers::kind::{ALL_KINDS, ProviderKind};
 use crate::secret::{self, Secret};
@@ -44,6 +47,27 @@ pub struct Config {
     /// (`input`, `output`, `cached_input`), overriding the shipped price table.
     #[serde(default)]
     pub prices: BTreeMap<String, crate::governance::pricing::Price>,
+    /// `[guardrails]`: the guardrail policy — secrets, personal data, custom rules,
+    /// prompt-injection heuristics and an optional external classifier — applied to
+    /// every request and answer (see [`sluice_shared::guardrails::Policy`] for every key).
+    /// Without this section no guardrail runs and requests pay nothing for them. With an
+    /// empty section every built-in detector runs with its default action. The keys:
+    ///
+    /// * `[guardrails.detectors.ID]` — change a built-in detector (`email`,
+    ///   `aws_access_key`, `prompt_injection`, …): `enabled`, `action` (`block`,
+    ///   `redact`, `warn`, `log`), `severity`, `direction` (`input`, `output`, `both`),
+    ///   `scope` (`{ org = [..], team = [..], key = [..], app = [..] }`);
+    /// * `[[guardrails.rules]]` — the organisation's own rules: `id`, `regex` or
+    ///   `keywords`, `action`, and optionally `description`, `message` (what a blocked
+    ///   user should do instead), `case_insensitive`, `whole_word`, `validator`,
+    ///   `severity`, `direction`, `scope`, `enabled`;
+    /// * `[guardrails.injection] threshold` — prompt-injection score (0, 1] that fires;
+    /// * `[guardrails.external_hook]` — `url`, `timeout_ms`, `fail_open`, `action`,
+    ///   `direction`, `scope`: a customer's HTTP classifier, called on request text;
+    /// * `[guardrails.stream] max_holdback_bytes` — how far a streamed match of an
+    ///   unbounded custom regex may grow before it is released.
+    #[serde(default)]
+    pub guardrails: Option<sluice_shared::guardrails::Policy>,
 }
 
 /// `[governance]`
@@ -364,6 +388,8 @@ pub struct ValidConfig {
     pub aliases: BTreeMap<String, AliasConfig>,
     pub governance: Option<ResolvedGovernance>,
     pub prices: BTreeMap<String, crate::governance::pricing::Price>,
+    /// `[guardrails]`, compiled once; `None` when the section is absent.
+    pub guardrails: Option<Arc<CompiledPolicy>>,
     /// The configuration as read (before validation), which providers and aliases
     /// defined through the admin API are overlaid on.
     pub raw: Config,
@@ -728,8 +754,32 @@ impl Config {
             }
         }
 
+        // Compiled here, once, so that a bad regex stops the gateway at start (and
+        // `check-config` reports it) instead of at the first request.
+        let guardrails = match self.guardrails.as_ref().map(CompiledPolicy::compile) {
+            None => None,
+            Some(Ok(policy)) => Some(Arc::new(policy)),
+            Some(Err(e)) => {
+                let (path, message) = match e {
+                    PolicyError::Regex {
+                        path,
+                        rule,
+                        regex,
+                        reason,
+                    } => (
+                        path,
+                        format!("rule `{rule}`: regex `{regex}` does not compile: {reason}"),
+                    ),
+                    PolicyError::Invalid { path, message } => (path, message),
+                };
+                issue(format!("guardrails.{path}"), message);
+                None
+            }
+        };
+
         if issues.is_empty() {
             Ok(ValidConfig {
+                guardrails,
                 raw: self.clone(),
                 source_name: source_name.to_owned(),
                 governance,
@@ -824,6 +874,18 @@ mod tests {
         ]);
         let cfg = validate(text, &env).unwrap();
         assert!(cfg.providers.iter().any(|p| p.name == "anthropic"));
+
+        // The commented guardrails example is valid once uncommented.
+        let start = text.find("# [guardrails]\n").unwrap();
+        let guardrails: String = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let cfg = validate(&format!("{text}\n{guardrails}"), &env).unwrap();
+        let policy = cfg.guardrails.unwrap();
+        assert!(policy.rules().any(|r| r.id.as_str() == "project_codename"));
+        assert!(policy.external_hook().is_some());
     }
 
     #[test]
@@ -873,6 +935,32 @@ targets = [{ model = "nope/gpt" }, { model = "gpt-4o" }]
             !err.to_string().contains("sk-literal"),
             "secrets are never echoed"
         );
+    }
+
+    #[test]
+    fn guardrails_compile_at_load_and_errors_name_their_path() {
+        let env = MapEnv::default();
+        assert!(validate("", &env).unwrap().guardrails.is_none());
+        let ok = validate(
+            "[guardrails.detectors.email]\naction = \"block\"\n\n[[guardrails.rules]]\nid = \"codename\"\nkeywords = [\"bluebird\"]\naction = \"redact\"\n",
+            &env,
+        )
+        .unwrap();
+        assert!(ok.guardrails.is_some());
+
+        let err = validate(
+            "[[guardrails.rules]]\nid = \"codename\"\nregex = \"(unclosed\"\naction = \"block\"\n",
+            &env,
+        )
+        .unwrap_err();
+        assert_eq!(err.issues[0].path, "guardrails.rules[0]", "{err}");
+        assert!(err.to_string().contains("codename"), "{err}");
+
+        let err = validate("[guardrails.detectors.emial]\naction = \"block\"\n", &env).unwrap_err();
+        assert_eq!(err.issues[0].path, "guardrails.detectors.emial", "{err}");
+
+        let err = validate("[guardrails.detectors.email]\nacton = \"block\"\n", &env).unwrap_err();
+        assert!(err.to_string().contains("acton"), "{err}");
     }
 
     #[test]

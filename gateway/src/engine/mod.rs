@@ -1,6 +1,11 @@
 //! The request engine: for one client request, walk the routing plan, make attempts
 //! with retries, key rotation and fallbacks, and produce the client's response.
 //!
+//! In order: input guardrails (a block answers at once; a redaction rewrites the request
+//! every attempt sends), routing plan, admission (key policy, limits, budgets), attempts,
+//! output guardrails (on the complete body, or event by event on a stream; see
+//! [`crate::guardrails`]), the answer.
+//!
 //! Per target: prepare the provider's request (translating if the shapes differ), take a
 //! concurrency slot, then attempt up to `1 + max_retries` times:
 //!
@@ -42,6 +47,8 @@ use sluice_shared::translate::stream::ChunkFactory;
 use crate::error::{ErrorKind, Flavor, GatewayError};
 use crate::governance::pricing::{Cost, PriceTable};
 use crate::governance::{Governance, Identity};
+use crate::guardrails::stream::OutputGuard;
+use crate::guardrails::{self as guard, GUARDRAILS_HEADER, Guardrails};
 use crate::providers::kind::Protocol;
 use crate::providers::wire::{decode_body, upstream_error_message};
 use crate::providers::{Inbound, Prepared, UpstreamCall};
@@ -64,6 +71,9 @@ pub struct Engine {
     pub sink: Arc<dyn RecordSink>,
     pub prices: Arc<PriceTable>,
     pub governance: Option<Arc<Governance>>,
+    /// The compiled `[guardrails]` policy; `None` without that section (then no
+    /// guardrail code runs at all).
+    pub guardrails: Option<Arc<Guardrails>>,
 }
 
 /// Who sent the request and what it looked like on the wire (for admission and audit).
@@ -246,6 +256,31 @@ pub async fn execute(
     if full_content {
         ctx.record.request_body = Some(caller.body.clone());
     }
+    if let Some(guardrails) = &engine.guardrails {
+        // Before routing and admission: a blocked request reaches no provider and
+        // reserves no budget; a redacted one is what every attempt sends.
+        let scope = guard::scope(caller.identity.as_deref(), ctx.record.app.as_deref());
+        let checked = guardrails
+            .check_input(&mut inbound, &scope, &mut ctx.record.guardrails)
+            .await;
+        match checked {
+            Ok(rewritten) => {
+                if full_content && rewritten {
+                    // The audit log keeps what was sent on, not the redacted values.
+                    ctx.record.request_body = guard::request_json(&inbound.body);
+                }
+            }
+            Err(e) => {
+                if full_content {
+                    ctx.record.request_body = None;
+                }
+                ctx.record.admission = Some(crate::governance::Admission::for_identity(
+                    caller.identity.clone(),
+                ));
+                return ctx.error_response(e, flavor).await;
+            }
+        }
+    }
     // The routing table may be replaced by the admin API at any time; this request keeps
     // the one it started with.
     let router = engine.router.load_full();
@@ -287,6 +322,7 @@ pub async fn execute(
                 ctx.record.response_bytes = body.len() as u64;
                 let mut response = json_response(body);
                 ctx.stamp(&mut response);
+                ctx.stamp_guardrails(&mut response);
                 ctx.submit(200, RequestOutcome::Ok);
                 ctx.durable().await;
                 set_served_by(&mut response, target);
@@ -362,9 +398,24 @@ pub async fn execute(
             let attempt_start = Instant::now();
             let step = attempt_once(&mut ctx, target, key, &call, &meta).await;
             match step {
-                Step::Complete { body, usage } => {
+                Step::Complete { mut body, usage } => {
                     ctx.record.served_by = Some(format!("{}/{}", provider.name, target.model));
                     ctx.record.usage = usage;
+                    if let Some(guardrails) = &engine.guardrails {
+                        let scope =
+                            guard::scope(caller.identity.as_deref(), ctx.record.app.as_deref());
+                        let (guarded, blocked) = guardrails.check_output(
+                            inbound.api,
+                            body,
+                            &scope,
+                            &mut ctx.record.guardrails,
+                        );
+                        body = guarded;
+                        if let Some(message) = blocked {
+                            ctx.record.error_kind = Some(ErrorKind::GuardrailBlocked.label());
+                            ctx.record.error_message = Some(message);
+                        }
+                    }
                     let total = ctx.started.elapsed();
                     let waited = ctx.waited();
                     ctx.record.overhead = Some(total.saturating_sub(waited));
@@ -375,6 +426,7 @@ pub async fn execute(
                     let cost = ctx.price(&engine.prices, target);
                     let mut response = json_response(body);
                     ctx.stamp(&mut response);
+                    ctx.stamp_guardrails(&mut response);
                     response.headers_mut().insert(COST_HEADER, cost);
                     ctx.submit(200, RequestOutcome::Ok);
                     drop(permit);
@@ -390,6 +442,14 @@ pub async fn execute(
                     ctx.record.served_by = Some(format!("{}/{}", provider.name, target.model));
                     // Everything before this attempt, plus the provider's own first-event time.
                     let prior = ctx.waited().saturating_sub(attempt_start.elapsed());
+                    let guard = engine.guardrails.as_ref().and_then(|g| {
+                        OutputGuard::new(
+                            inbound.api,
+                            g.policy.clone(),
+                            caller.identity.clone(),
+                            ctx.record.app.clone(),
+                        )
+                    });
                     let mut response = stream_response(
                         ctx,
                         upstream,
@@ -399,6 +459,7 @@ pub async fn execute(
                         prior + upstream_ttft,
                         target,
                         engine.prices.clone(),
+                        guard,
                     );
                     set_served_by(&mut response, target);
                     return response;
@@ -926,9 +987,63 @@ struct ClientStream {
     /// The bytes sent, kept when the caller's key logs full content.
     capture: Option<BytesMut>,
     done: bool,
+    /// Output guardrails over the client's events, when a policy is configured.
+    guard: Option<OutputGuard>,
+}
+
+impl Drop for ClientStream {
+    fn drop(&mut self) {
+        // A client that leaves mid-stream still gets what the guard decided recorded.
+        if !self.ctx.submitted {
+            self.record_guard();
+        }
+    }
 }
 
 impl ClientStream {
+    /// Moves the output guard's decisions into the record (once).
+    fn record_guard(&mut self) {
+        if let Some(g) = self.guard.take() {
+            guard::record(
+                &mut self.ctx.record.guardrails,
+                &g.decisions(),
+                sluice_shared::guardrails::Direction::Output,
+            );
+            metrics::histogram!("sluice_guardrail_scan_seconds", "direction" => "output")
+                .record(g.scan_time().as_secs_f64());
+        }
+    }
+
+    /// Passes client bytes through the output guard: `None` when everything is held
+    /// back for now. On a block, the stream ends here (`done` is set and the record
+    /// submitted, these bytes included): the events before the blocking one, then an
+    /// error event in the client's framing, and nothing after it.
+    async fn pass(&mut self, bytes: Bytes) -> Option<Bytes> {
+        let Some(g) = self.guard.as_mut() else {
+            return Some(bytes);
+        };
+        let filtered = g.filter(&bytes);
+        let Some(message) = filtered.blocked else {
+            return (!filtered.bytes.is_empty()).then_some(filtered.bytes);
+        };
+        self.done = true;
+        self.sent(&filtered.bytes);
+        self.record_guard();
+        let error = guard::blocked_error(Some(message));
+        self.ctx.record.error_kind = Some(error.kind.label());
+        self.ctx.record.error_message = Some(error.message.clone());
+        self.ctx.record.usage = self.upstream.usage();
+        self.ctx.price(&self.prices, &self.target);
+        self.ctx.record.response_body = self.capture.take().map(BytesMut::freeze);
+        self.ctx.submit(200, RequestOutcome::StreamFailed);
+        self.ctx.durable().await;
+        let event = error.stream_event(self.flavor);
+        let mut out = BytesMut::with_capacity(filtered.bytes.len() + event.len());
+        out.extend_from_slice(&filtered.bytes);
+        out.extend_from_slice(&event);
+        Some(out.freeze())
+    }
+
     fn sent(&mut self, bytes: &Bytes) {
         self.ctx.record.response_bytes += bytes.len() as u64;
         if let Some(c) = &mut self.capture {
@@ -941,6 +1056,9 @@ impl ClientStream {
     /// complete stream, or an error event after a failed one.
     async fn finish(&mut self, error: Option<StreamError>) -> Option<Bytes> {
         self.done = true;
+        // After a failure, text the guard still holds back is dropped with the stream.
+        let output = self.guard.as_ref().map(|g| g.decisions());
+        self.record_guard();
         self.ctx.record.usage = self.upstream.usage();
         let cost = self.ctx.price(&self.prices, &self.target);
         self.ctx.record.response_body = self.capture.take().map(BytesMut::freeze);
@@ -949,7 +1067,13 @@ impl ClientStream {
                 self.ctx.submit(200, RequestOutcome::Ok);
                 self.ctx.durable().await;
                 let value = cost.to_str().unwrap_or("unknown");
-                Some(Bytes::from(format!(": {COST_HEADER}={value}\n\n")))
+                // What the output scan did cannot be a header any more: it rides along
+                // with the cost, as a comment.
+                let guarded = output
+                    .and_then(|d| guard::header_value(d.iter().map(|d| d.action)))
+                    .map(|v| format!(": {GUARDRAILS_HEADER}={}\n", v.to_str().unwrap_or_default()))
+                    .unwrap_or_default();
+                Some(Bytes::from(format!("{guarded}: {COST_HEADER}={value}\n\n")))
             }
             Some(e) => {
                 let provider = &self.target.provider;
@@ -978,6 +1102,7 @@ fn stream_response(
     waited_to_first: Duration,
     target: &Target,
     prices: Arc<PriceTable>,
+    guard: Option<OutputGuard>,
 ) -> Response {
     let capture = ctx.record.request_body.is_some().then(BytesMut::new);
     let state = ClientStream {
@@ -991,27 +1116,43 @@ fn stream_response(
         waited_to_first,
         capture,
         done: false,
+        guard,
     };
     let mut headers = http::HeaderMap::new();
     state.ctx.stamp_into(&mut headers);
+    // What the input scan did; the output scan's result ends the stream as a comment.
+    if let Some(v) = guard::header_value(state.ctx.record.guardrails.iter().map(|d| d.action)) {
+        headers.insert(GUARDRAILS_HEADER, v);
+    }
     let body = futures_util::stream::unfold(state, |mut st| async move {
         if let Some(first) = st.first.take() {
             let ttft = st.ctx.started.elapsed();
             st.ctx.record.time_to_first_token = Some(ttft);
             st.ctx.record.overhead = Some(ttft.saturating_sub(st.waited_to_first));
-            st.sent(&first);
-            return Some((Ok::<Bytes, Infallible>(first), st));
-        }
-        if st.done {
-            return None;
-        }
-        match st.upstream.next_output().await {
-            Ok(Some(bytes)) => {
-                st.sent(&bytes);
-                Some((Ok(bytes), st))
+            if let Some(first) = st.pass(first).await {
+                if !st.done {
+                    st.sent(&first);
+                }
+                return Some((Ok::<Bytes, Infallible>(first), st));
             }
-            Ok(None) => st.finish(None).await.map(|last| (Ok(last), st)),
-            Err(e) => st.finish(Some(e)).await.map(|event| (Ok(event), st)),
+        }
+        // Loops only while the output guard holds everything back.
+        loop {
+            if st.done {
+                return None;
+            }
+            match st.upstream.next_output().await {
+                Ok(Some(bytes)) => {
+                    if let Some(bytes) = st.pass(bytes).await {
+                        if !st.done {
+                            st.sent(&bytes);
+                        }
+                        return Some((Ok(bytes), st));
+                    }
+                }
+                Ok(None) => return st.finish(None).await.map(|last| (Ok(last), st)),
+                Err(e) => return st.finish(Some(e)).await.map(|event| (Ok(event), st)),
+            }
         }
     });
     let mut response = Response::new(Body::from_stream(body));
@@ -1039,6 +1180,13 @@ fn cost_header(cost: Cost) -> HeaderValue {
 }
 
 impl RequestCtx {
+    /// `x-sluice-guardrails` for an answer whose guardrail decisions are all made.
+    fn stamp_guardrails(&self, response: &mut Response) {
+        if let Some(v) = guard::header_value(self.record.guardrails.iter().map(|d| d.action)) {
+            response.headers_mut().insert(GUARDRAILS_HEADER, v);
+        }
+    }
+
     fn stamp_into(&self, headers: &mut http::HeaderMap) {
         let mut response = Response::new(Body::empty());
         self.stamp(&mut response);

@@ -12,6 +12,7 @@ use sluice_shared::openai::Usage;
 
 use crate::governance::Admission;
 use crate::governance::pricing::Cost;
+use crate::guardrails::GuardrailDecision;
 use crate::providers::ClientApi;
 
 /// How one attempt ended.
@@ -123,6 +124,10 @@ pub struct RequestRecord {
     /// Budget reservations and limit slots held for this request (governance).
     #[serde(skip)]
     pub admission: Option<Admission>,
+    /// What guardrail rules did, input then output: rule, action, count — never the
+    /// matched text.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<GuardrailDecision>,
 }
 
 impl RequestRecord {
@@ -152,6 +157,7 @@ impl RequestRecord {
             request_body: None,
             response_body: None,
             admission: None,
+            guardrails: Vec::new(),
         }
     }
 }

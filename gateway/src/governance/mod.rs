@@ -29,7 +29,7 @@ use arc_swap::ArcSwap;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use sluice_shared::audit::{AuditAttempt, AuditEntry, ContentLogging};
+use sluice_shared::audit::{AuditAttempt, AuditDecision, AuditEntry, ContentLogging};
 
 use crate::engine::record::{AttemptOutcome, RecordSink, RequestRecord};
 use crate::error::{ErrorKind, GatewayError};
@@ -725,6 +725,17 @@ impl RecordSink for GovernanceSink {
     }
 }
 
+/// `block`, `redact`, `warn` or `log`, as policies spell them.
+pub fn action_label(action: sluice_shared::guardrails::Action) -> &'static str {
+    use sluice_shared::guardrails::Action;
+    match action {
+        Action::Block => "block",
+        Action::Redact => "redact",
+        Action::Warn => "warn",
+        Action::Log => "log",
+    }
+}
+
 fn audit_entry(
     r: &RequestRecord,
     id: Option<&Identity>,
@@ -798,7 +809,15 @@ fn audit_entry(
         status: r.status,
         outcome: format!("{:?}", r.outcome).to_lowercase(),
         error: r.error_message.clone(),
-        guardrails: Vec::new(),
+        guardrails: r
+            .guardrails
+            .iter()
+            .map(|d| AuditDecision {
+                rule_id: d.rule_id.to_string(),
+                action: action_label(d.action).to_owned(),
+                count: d.count,
+            })
+            .collect(),
         content,
         request_bytes: (content != ContentLogging::Off).then_some(r.request_bytes),
         response_bytes: (content != ContentLogging::Off).then_some(r.response_bytes),

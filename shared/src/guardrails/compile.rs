@@ -1,15 +1,16 @@
 //! Turning a [`Policy`] into the structures a scan runs on, once per policy version:
 //! each rule's regex, a one-pass prefilter (Aho-Corasick over literals that every match
-//! contains, plus a `RegexSet` for the rules that have none), and the lazy DFAs a
-//! stream uses to tell how much text a match could still span.
+//! contains, plus one multi-pattern lazy DFA for the rules that have none), and the lazy
+//! DFAs a stream uses to tell how much text a match could still span.
 
 use std::collections::BTreeSet;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
-use regex::RegexSet;
+use regex_automata::Input;
 use regex_automata::MatchKind;
-use regex_automata::hybrid::dfa::DFA;
+use regex_automata::hybrid::dfa::{Cache, DFA, OverlappingState};
 use regex_automata::meta::Regex;
+use regex_automata::util::pool::Pool;
 use regex_automata::util::primitives::PatternID;
 use regex_syntax::hir::literal::Extractor;
 
@@ -62,16 +63,38 @@ pub struct RuleInfo {
 }
 
 /// Finds, in one pass over the text, the rules that could possibly match, so that the
-/// common case (no hit) costs one Aho-Corasick scan and one `RegexSet` scan.
+/// common case (no hit) costs one Aho-Corasick scan and one multi-pattern DFA scan.
 #[derive(Debug)]
 pub(crate) struct Prefilter {
     pub(crate) literals: Option<AhoCorasick>,
     /// Literal pattern index → the rules it triggers, and whether the literal starts
     /// every match of that rule (then the rule is tried only where it occurs).
     literal_rules: Vec<Vec<(usize, bool)>>,
-    pub(crate) set: Option<RegexSet>,
-    /// `RegexSet` pattern index → rule index.
+    pub(crate) set: Option<RuleSet>,
+    /// Set pattern index → rule index.
     set_rules: Vec<usize>,
+}
+
+/// The rules without selective literals, as one lazy DFA run over the text in
+/// overlapping mode. Unlike a `RegexSet`, it reports where matches end, so a rule that
+/// fires is then searched only between its first possible start and its last end —
+/// a few bytes around each hit instead of the whole text again.
+pub(crate) struct RuleSet {
+    dfa: DFA,
+    caches: Pool<Cache, CacheFn>,
+    /// Set pattern index → the longest match its regex allows (`None`: unbounded).
+    max_lens: Vec<Option<usize>>,
+}
+
+type CacheFn =
+    Box<dyn Fn() -> Cache + Send + Sync + std::panic::RefUnwindSafe + std::panic::UnwindSafe>;
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("patterns", &self.max_lens.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where a rule could match, according to the prefilter.
@@ -80,6 +103,8 @@ pub(crate) enum Candidates {
     Nowhere,
     /// Only at these byte offsets (sorted): where one of its prefix literals occurs.
     At(Vec<usize>),
+    /// Every match lies inside this span; search only there.
+    Within(std::ops::Range<usize>),
     /// Somewhere; search the whole text.
     Anywhere,
 }
@@ -164,6 +189,7 @@ impl CompiledPolicy {
         let mut detectors = Vec::with_capacity(sources.len());
         let mut literal_sets: Vec<Option<LiteralSet>> = Vec::with_capacity(sources.len());
         let mut bounds = Vec::with_capacity(sources.len());
+        let mut max_lens = Vec::with_capacity(sources.len());
         for src in &sources {
             let regex_error = |reason: String| PolicyError::Regex {
                 path: src.path.clone(),
@@ -202,6 +228,7 @@ impl CompiledPolicy {
                 (None, None) => cap,
             };
             bounds.push((long, bound));
+            max_lens.push(props.maximum_len());
             detectors.push(CompiledDetector {
                 id: RuleId::new(&src.id),
                 kind: src.kind,
@@ -218,7 +245,7 @@ impl CompiledPolicy {
             });
         }
 
-        let prefilter = build_prefilter(&sources, &literal_sets)?;
+        let prefilter = build_prefilter(&sources, &literal_sets, &max_lens)?;
         let mut liveness = Vec::new();
         for long in [false, true] {
             let members: Vec<usize> = (0..sources.len())
@@ -307,7 +334,7 @@ impl Prefilter {
                         (Candidates::At(starts), true) => starts.push(m.start()),
                         (c @ Candidates::Nowhere, true) => *c = Candidates::At(vec![m.start()]),
                         (c, false) => *c = Candidates::Anywhere,
-                        (Candidates::Anywhere, true) => {}
+                        (Candidates::Anywhere | Candidates::Within(_), true) => {}
                     }
                 }
             }
@@ -315,9 +342,7 @@ impl Prefilter {
         if let Some(set) = &self.set
             && self.set_rules.iter().any(|&r| active[r])
         {
-            for i in set.matches(text).iter() {
-                out[self.set_rules[i]] = Candidates::Anywhere;
-            }
+            set.mark(text, &self.set_rules, active, &mut out);
         }
         for c in &mut out {
             if let Candidates::At(starts) = c {
@@ -329,14 +354,77 @@ impl Prefilter {
     }
 }
 
+impl RuleSet {
+    fn new(patterns: &[&str], max_lens: Vec<Option<usize>>) -> Result<RuleSet, PolicyError> {
+        let dfa = DFA::builder()
+            .configure(
+                DFA::config()
+                    .match_kind(MatchKind::All)
+                    .unicode_word_boundary(true)
+                    .cache_capacity(2 << 20),
+            )
+            .build_many(patterns)
+            .map_err(|e| {
+                PolicyError::invalid("rules", format!("the regex prefilter cannot be built: {e}"))
+            })?;
+        let for_caches = dfa.clone();
+        Ok(RuleSet {
+            dfa,
+            caches: Pool::new(Box::new(move || for_caches.create_cache())),
+            max_lens,
+        })
+    }
+
+    /// Sets `out[rule]` to the span its matches lie in, for every active rule of the set
+    /// that matches `text`. A span starts the rule's longest match before its first
+    /// match end (no match can start earlier) and ends at its last match end.
+    fn mark(&self, text: &str, set_rules: &[usize], active: &[bool], out: &mut [Candidates]) {
+        let mut cache = self.caches.get();
+        let input = Input::new(text);
+        let mut state = OverlappingState::start();
+        let mut ends: Vec<Option<(usize, usize)>> = vec![None; set_rules.len()];
+        loop {
+            if self
+                .dfa
+                .try_search_overlapping_fwd(&mut cache, &input, &mut state)
+                .is_err()
+            {
+                // The DFA gave up (a Unicode word boundary next to non-ASCII text):
+                // every active rule of the set is searched in full instead.
+                for &rule in set_rules {
+                    if active[rule] {
+                        out[rule] = Candidates::Anywhere;
+                    }
+                }
+                return;
+            }
+            let Some(m) = state.get_match() else { break };
+            let e = m.offset();
+            let slot = &mut ends[m.pattern().as_usize()];
+            *slot = Some(slot.map_or((e, e), |(first, last)| (first.min(e), last.max(e))));
+        }
+        for (i, span) in ends.into_iter().enumerate() {
+            let rule = set_rules[i];
+            if let Some((first, last)) = span
+                && active[rule]
+            {
+                let start = self.max_lens[i].map_or(0, |max| first.saturating_sub(max));
+                out[rule] = Candidates::Within(start..last);
+            }
+        }
+    }
+}
+
 fn build_prefilter(
     sources: &[Source],
     literal_sets: &[Option<LiteralSet>],
+    max_lens: &[Option<usize>],
 ) -> Result<Prefilter, PolicyError> {
     let mut literals: Vec<Vec<u8>> = Vec::new();
     let mut literal_rules: Vec<Vec<(usize, bool)>> = Vec::new();
     let mut set_patterns = Vec::new();
     let mut set_rules = Vec::new();
+    let mut set_max_lens = Vec::new();
     for (rule, lits) in literal_sets.iter().enumerate() {
         match lits {
             Some((lits, prefix)) => {
@@ -352,6 +440,7 @@ fn build_prefilter(
             }
             None => {
                 set_patterns.push(sources[rule].pattern.as_str());
+                set_max_lens.push(max_lens[rule]);
                 set_rules.push(rule);
             }
         }
@@ -375,9 +464,7 @@ fn build_prefilter(
     let set = if set_patterns.is_empty() {
         None
     } else {
-        Some(RegexSet::new(&set_patterns).map_err(|e| {
-            PolicyError::invalid("rules", format!("the regex prefilter cannot be built: {e}"))
-        })?)
+        Some(RuleSet::new(&set_patterns, set_max_lens)?)
     };
     Ok(Prefilter {
         literals: literals_ac,
@@ -613,4 +700,50 @@ fn keyword_pattern(path: &str, rule: &CustomRule) -> Result<String, PolicyError>
     }
     let flags = if rule.case_insensitive { "(?i)" } else { "" };
     Ok(format!("{flags}(?:{})", alts.join("|")))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::guardrails::eval::bench_prompt;
+    use crate::guardrails::model::Scope;
+
+    /// The prefilter's spans (and its fallback when the DFA gives up on a Unicode word
+    /// boundary) find exactly what searching every rule over the whole text finds.
+    #[test]
+    fn prefilter_spans_find_what_a_full_search_finds() {
+        let policy: Policy = toml::from_str(
+            "[[rules]]\nid = \"ticket\"\nregex = '\\b[0-9]{3}-[0-9]{3}\\b'\naction = \"redact\"\n",
+        )
+        .unwrap();
+        let compiled = CompiledPolicy::compile(&policy).unwrap();
+        let texts = [
+            bench_prompt(8 * 1024, true),
+            bench_prompt(2 * 1024, false),
+            "Karte 4539 1488 0343 6467, Tel. +44 20 7946 0321, Ticket 123-456 für Zoë".into(),
+            "4539 1488 0343 6467 4539 1488 0343 6467 at both ends 4539 1488 0343 6467".into(),
+        ];
+        for text in &texts {
+            let fast = compiled.scan(text, Direction::Input, &Scope::default());
+            let mut full = Vec::new();
+            for (i, det) in compiled.detectors.iter().enumerate() {
+                let mut caps = det.regex.create_captures();
+                let mut at = 0;
+                while at < text.len() {
+                    let Some(m) = det.next_match(text, at, false, &mut caps) else {
+                        break;
+                    };
+                    if let Some(range) = m.valid {
+                        full.push(compiled.finding(i, range));
+                    }
+                    at = m.end;
+                }
+            }
+            let full = compiled.conclude(full, Direction::Input);
+            assert_eq!(fast.findings, full.findings, "{text}");
+            assert!(!fast.findings.is_empty() || !text.contains("4539"));
+        }
+    }
 }

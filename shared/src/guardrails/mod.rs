@@ -6,8 +6,8 @@
 //!
 //! 1. [`CompiledPolicy::compile`] turns a [`Policy`] (built-in detectors with
 //!    overrides, custom regexes and keyword lists, injection threshold) into regexes,
-//!    a one-pass prefilter (Aho-Corasick over literals + a `RegexSet`), and lazy DFAs
-//!    for streams.
+//!    a one-pass prefilter (Aho-Corasick over literals + one multi-pattern lazy DFA that
+//!    also says where each rule's matches lie), and lazy DFAs for streams.
 //! 2. [`CompiledPolicy::scan`] finds matches in one text and returns a
 //!    [`ScanOutcome`]: [`Decision`]s for audit (rule, action, count — never the text),
 //!    [`Finding`]s (byte ranges) for redaction, and a [`Verdict`].

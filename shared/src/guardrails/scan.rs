@@ -39,12 +39,24 @@ impl CompiledDetector {
         anchored: bool,
         caps: &mut Captures,
     ) -> Option<RawMatch> {
+        self.next_match_before(hay, at..hay.len(), anchored, caps)
+    }
+
+    /// As [`CompiledDetector::next_match`], for a match that ends by `span.end` (the
+    /// text after it still serves as look-ahead context).
+    pub(crate) fn next_match_before(
+        &self,
+        hay: &str,
+        span: Range<usize>,
+        anchored: bool,
+        caps: &mut Captures,
+    ) -> Option<RawMatch> {
         let mode = if anchored {
             Anchored::Yes
         } else {
             Anchored::No
         };
-        let input = Input::new(hay).range(at..).anchored(mode);
+        let input = Input::new(hay).range(span).anchored(mode);
         self.regex.search_captures(&input, caps);
         let whole = caps.get_match()?.range();
         let value = self
@@ -103,6 +115,17 @@ impl CompiledPolicy {
                             && let Some(m) = det.next_match(text, at, true, &mut caps)
                         {
                             resume = record(m);
+                        }
+                    }
+                }
+                Candidates::Within(span) => {
+                    // Every match lies inside `span`, so searching only there finds
+                    // what `find_iter` over the whole text would.
+                    let mut at = span.start;
+                    while at < span.end {
+                        match det.next_match_before(text, at..span.end, false, &mut caps) {
+                            Some(m) => at = record(m),
+                            None => break,
                         }
                     }
                 }

@@ -48,7 +48,7 @@ pub enum Anchors {
     /// Every match contains one of these: the rule searches the text only if one occurs.
     Contains(&'static [&'static str]),
     /// Use the regex's own literal prefixes if it has selective ones, else the
-    /// `RegexSet` pass.
+    /// multi-pattern DFA pass.
     Derive,
 }
 
