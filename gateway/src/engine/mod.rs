@@ -219,6 +219,18 @@ enum Step {
     },
 }
 
+impl Step {
+    /// A transient failure: back off and try again (same key or another by weight).
+    fn retry(error: GatewayError) -> Step {
+        Step::Retry {
+            error,
+            rotate: false,
+            retry_after: None,
+            give_up_target: false,
+        }
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -548,12 +560,7 @@ async fn attempt_once(
                     provider.header_timeout.as_millis()
                 ),
             );
-            return Step::Retry {
-                error,
-                rotate: false,
-                retry_after: None,
-                give_up_target: false,
-            };
+            return Step::retry(error);
         }
         Ok(Err(e)) => {
             let message = error_chain(&e);
@@ -576,12 +583,7 @@ async fn attempt_once(
                 status,
                 format!("{label} could not be reached: {message}"),
             );
-            return Step::Retry {
-                error,
-                rotate: false,
-                retry_after: None,
-                give_up_target: false,
-            };
+            return Step::retry(error);
         }
         Ok(Ok(response)) => response,
     };
@@ -672,12 +674,7 @@ async fn attempt_once(
                 StatusCode::BAD_GATEWAY,
                 format!("{label} {message}"),
             );
-            return Step::Retry {
-                error,
-                rotate: false,
-                retry_after: None,
-                give_up_target: false,
-            };
+            return Step::retry(error);
         }
         let factory = ChunkFactory {
             id: meta.id.clone(),
@@ -722,23 +719,13 @@ async fn attempt_once(
                     StatusCode::BAD_GATEWAY,
                     format!("{label}: {message}"),
                 );
-                Step::Retry {
-                    error,
-                    rotate: false,
-                    retry_after: None,
-                    give_up_target: false,
-                }
+                Step::retry(error)
             }
             Err(e) => {
                 let (outcome, error) = stream_failure(&label, &e, provider.stream_idle_timeout);
                 ctx.attempt(target, &key_id, started, outcome);
                 health(KeyFailure::Transient);
-                Step::Retry {
-                    error,
-                    rotate: false,
-                    retry_after: None,
-                    give_up_target: false,
-                }
+                Step::retry(error)
             }
         };
     }
@@ -749,12 +736,7 @@ async fn attempt_once(
             let (outcome, error) = stream_failure(&label, &e, provider.stream_idle_timeout);
             ctx.attempt(target, &key_id, started, outcome);
             health(KeyFailure::Transient);
-            return Step::Retry {
-                error,
-                rotate: false,
-                retry_after: None,
-                give_up_target: false,
-            };
+            return Step::retry(error);
         }
     };
     match decode_body(call.decode, body, meta) {
@@ -783,12 +765,7 @@ async fn attempt_once(
             );
             health(KeyFailure::Transient);
             error.message = format!("{label}: {}", error.message);
-            Step::Retry {
-                error,
-                rotate: false,
-                retry_after: None,
-                give_up_target: false,
-            }
+            Step::retry(error)
         }
     }
 }
