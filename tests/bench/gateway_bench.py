@@ -308,6 +308,8 @@ def main():
             done.set()
             t.join()
             warm = [m for (ts, m) in samples if ts - samples[0][0] >= 30] or [m for _, m in samples]
+            t0 = samples[0][0] if samples else 0
+            results["soak_series_mb"] = [(round(ts - t0), round(m, 2)) for ts, m in samples]
             results["soak"] = {"secs": args.soak_secs, "rate": rate, "result": r,
                                "rss_start_mb": warm[0], "rss_end_mb": warm[-1], "rss_max_mb": max(warm),
                                "growth_pct": (warm[-1] - warm[0]) / warm[0] * 100}
@@ -371,6 +373,9 @@ def report(r, rates):
         print(f"- soak {s['secs']} s at {s['rate']} rps: start {s['rss_start_mb']:.1f} MB, end {s['rss_end_mb']:.1f} MB, "
               f"max {s['rss_max_mb']:.1f} MB, growth {s['growth_pct']:+.1f} %; p50 {s['result']['p50_ms']:.3f} ms, "
               f"p99 {s['result']['p99_ms']:.3f} ms, ok {s['result']['ok_ratio']:.4f}")
+        series = r.get("soak_series_mb", [])
+        per_minute = [f"{m:.1f}" for t, m in series if t % 60 < 5]
+        print(f"- RSS each minute (MB): {', '.join(per_minute)}")
 
 
 if __name__ == "__main__":
