@@ -957,3 +957,39 @@ async fn providers_and_aliases_managed_through_the_api() {
     assert_eq!(status, 204);
     assert_eq!(g.chat("", "extra/gpt-4o-mini").await.status(), 404);
 }
+
+#[tokio::test]
+async fn leaving_mid_stream_is_still_charged() {
+    let g = Gov::start(&["--chunk-delay-ms", "50"], "").await;
+    g.hierarchy().await;
+    let (key, id) = g.key(json!({})).await;
+    g.post_admin(
+        "/budgets",
+        json!({"scope_kind": "key", "scope_id": id, "window": "day", "limit_usd": 100.0}),
+    )
+    .await;
+    let mut resp = g
+        .gw
+        .http
+        .post(g.gw.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "oa/gpt-4o-mini", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "one two three four five six seven eight"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.chunk().await.unwrap().is_some());
+    drop(resp);
+    let records = g.audit_at_least(1).await;
+    let record = &records[0];
+    assert_eq!(record["outcome"], "client_disconnected", "{record}");
+    // OpenAI streams report usage only at their end, so the reserved estimate is charged:
+    // input (body bytes / 4) plus max_tokens at $0.001 per token.
+    let cost = record["cost_micros"].as_u64().unwrap();
+    assert!(cost >= 10_000, "charged {cost} micro-dollars");
+    let (_, budgets) = g.admin(reqwest::Method::GET, "/budgets", None).await;
+    assert_eq!(
+        budgets["data"][0]["spent_usd"].as_f64().unwrap() * 1e6,
+        cost as f64
+    );
+    assert_eq!(budgets["data"][0]["reserved_usd"], 0.0);
+}

@@ -970,9 +970,13 @@ struct ClientStream {
 
 impl Drop for ClientStream {
     fn drop(&mut self) {
-        // A client that leaves mid-stream still gets what the guard decided recorded.
+        // A client that leaves mid-stream still gets what the guard decided recorded,
+        // and the usage seen so far priced (the governance sink charges at least the
+        // reserved estimate on top of that).
         if !self.ctx.submitted {
             self.record_guard();
+            self.ctx.record.usage = self.upstream.usage();
+            let _ = self.ctx.price(&self.prices, &self.target);
         }
     }
 }

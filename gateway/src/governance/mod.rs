@@ -704,13 +704,35 @@ impl RecordSink for GovernanceSink {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
+        let mut admission = record.admission.take().unwrap_or_default();
+        // A client that leaves mid-answer still used the provider: without final usage
+        // (OpenAI reports it only at the end of a stream), charge at least the estimate
+        // that was reserved, so disconnecting early is never a way around a budget.
+        if matches!(
+            record.outcome,
+            crate::engine::record::RequestOutcome::ClientDisconnected
+                | crate::engine::record::RequestOutcome::StreamFailed
+        ) && record.served_by.is_some()
+        {
+            let reserved = admission
+                .reservations
+                .iter()
+                .map(|(_, m)| *m)
+                .max()
+                .unwrap_or(0);
+            if reserved > record.cost.micros {
+                record.cost = Cost {
+                    micros: reserved,
+                    priced: true,
+                };
+            }
+        }
         let cost = record.cost;
         let tokens = record
             .usage
             .as_ref()
             .map(|u| u.prompt_tokens + u.completion_tokens)
             .unwrap_or(0);
-        let mut admission = record.admission.take().unwrap_or_default();
         gov.settle(&mut admission, cost, tokens, now_ms());
         let identity = admission.identity.clone();
         drop(admission);
@@ -807,7 +829,10 @@ fn audit_entry(
         priced: r.cost.priced,
         latency_ms: r.latency.as_secs_f64() * 1000.0,
         status: r.status,
-        outcome: format!("{:?}", r.outcome).to_lowercase(),
+        outcome: serde_json::to_value(&r.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
         error: r.error_message.clone(),
         guardrails: r
             .guardrails
