@@ -45,6 +45,9 @@ pub struct AuditDecision {
     pub rule_id: String,
     pub action: String,
     pub count: u32,
+    /// `input` (the request) or `output` (the answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
 }
 
 /// Everything recorded about one request.

@@ -572,7 +572,7 @@ async fn audit_records_decisions_and_scopes_limit_rules_to_their_team() {
     let blocked = by_team_and_error("eng", &|r| r["status"] == 400);
     assert_eq!(
         blocked["guardrails"],
-        json!([{"rule_id": "codename", "action": "block", "count": 1}])
+        json!([{"rule_id": "codename", "action": "block", "count": 1, "direction": "input"}])
     );
     let redacted = by_team_and_error("sales", &|r| {
         r["guardrails"]
@@ -581,7 +581,7 @@ async fn audit_records_decisions_and_scopes_limit_rules_to_their_team() {
     });
     assert_eq!(
         redacted["guardrails"],
-        json!([{"rule_id": "email", "action": "redact", "count": 2}])
+        json!([{"rule_id": "email", "action": "redact", "count": 2, "direction": "input"}])
     );
     // Full content logging keeps the request as it was sent on: redacted.
     let body = redacted["request_body"].as_str().unwrap();
@@ -592,7 +592,7 @@ async fn audit_records_decisions_and_scopes_limit_rules_to_their_team() {
     let key_block = by_team_and_error("sales", &|r| r["status"] == 400);
     assert_eq!(
         key_block["guardrails"],
-        json!([{"rule_id": "aws_access_key", "action": "block", "count": 1}])
+        json!([{"rule_id": "aws_access_key", "action": "block", "count": 1, "direction": "input"}])
     );
     assert!(key_block["request_body"].is_null());
     let clean = by_team_and_error("sales", &|r| {

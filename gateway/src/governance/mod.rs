@@ -841,6 +841,14 @@ fn audit_entry(
                 rule_id: d.rule_id.to_string(),
                 action: action_label(d.action).to_owned(),
                 count: d.count,
+                direction: Some(
+                    match d.direction {
+                        sluice_shared::guardrails::Direction::Input => "input",
+                        sluice_shared::guardrails::Direction::Output => "output",
+                        sluice_shared::guardrails::Direction::Both => "both",
+                    }
+                    .to_owned(),
+                ),
             })
             .collect(),
         content,
