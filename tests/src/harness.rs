@@ -321,6 +321,11 @@ impl Gateway {
         Ok(self.http.post(self.url(path)).json(body).send().await?)
     }
 
+    /// GETs `path` and parses the JSON answer (any status).
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        Ok(self.http.get(self.url(path)).send().await?.json().await?)
+    }
+
     /// `GET /metrics` as text.
     pub async fn metrics(&self) -> anyhow::Result<String> {
         Ok(self

@@ -341,15 +341,7 @@ async fn responses_and_embeddings_pass_through() {
 async fn models_lists_aliases_and_provider_models() {
     let (_mock, gw) =
         start("[aliases.smart]\ntargets = [{ model = \"an/claude-sonnet-4-5\" }]\n").await;
-    let v: Value = gw
-        .http
-        .get(gw.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = gw.get_json("/v1/models").await.unwrap();
     let ids: Vec<&str> = v["data"]
         .as_array()
         .unwrap()
@@ -360,15 +352,7 @@ async fn models_lists_aliases_and_provider_models() {
         ids.contains(&"smart") && ids.contains(&"oa/gpt-4o-mini"),
         "{ids:?}"
     );
-    let ready: Value = gw
-        .http
-        .get(gw.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = gw.get_json("/readyz").await.unwrap();
     assert_eq!(ready["providers"], 3);
     assert_eq!(
         gw.http
@@ -560,12 +544,7 @@ async fn azure_layout_and_header() {
         "[providers.az]\nkind = \"azure\"\nbase_url = \"{}/openai\"\napi_version = \"2024-10-21\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\n",
         mock.base_url()
     );
-    let gw = Gateway::start(
-        &config(mock.base_url(), &extra),
-        &[("MOCK_KEY", PROVIDER_KEY)],
-    )
-    .await
-    .unwrap();
+    let gw = gateway_for(&mock, &extra).await;
     let resp = gw
         .post(
             "/v1/chat/completions",

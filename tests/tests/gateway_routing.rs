@@ -189,12 +189,7 @@ async fn header_timeout_fires_and_falls_back() {
         "[providers.slow]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\nheader_timeout_ms = 300\nmax_retries = 0\nheaders = {{ \"x-mock-fault\" = \"hang\" }}\n",
         mock.base_url()
     );
-    let gw = Gateway::start(
-        &config(mock.base_url(), &extra),
-        &[("MOCK_KEY", PROVIDER_KEY)],
-    )
-    .await
-    .unwrap();
+    let gw = gateway_for(&mock, &extra).await;
     let mut body = chat("slow/gpt-4o-mini", "hi");
     body["fallbacks"] = json!(["oa/gpt-4o-mini"]);
     let started = Instant::now();
@@ -230,12 +225,7 @@ async fn stream_stall_before_first_token_falls_back_and_after_ends_with_error_ev
         "[providers.stall]\nkind = \"openai\"\nbase_url = \"{m}/v1\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\nstream_idle_timeout_ms = 300\nmax_retries = 0\nheaders = {{ \"x-mock-fault\" = \"stall_after=0\" }}\n\n[providers.late]\nkind = \"anthropic\"\nbase_url = \"{m}\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\nstream_idle_timeout_ms = 300\nmax_retries = 0\nheaders = {{ \"x-mock-fault\" = \"stall_after=3\" }}\n",
         m = mock.base_url()
     );
-    let gw = Gateway::start(
-        &config(mock.base_url(), &extra),
-        &[("MOCK_KEY", PROVIDER_KEY)],
-    )
-    .await
-    .unwrap();
+    let gw = gateway_for(&mock, &extra).await;
     let mut body = chat("stall/gpt-4o-mini", "a b c d e f");
     body["stream"] = json!(true);
     body["fallbacks"] = json!(["an/claude-haiku-4-5"]);
@@ -304,12 +294,7 @@ async fn connect_errors_fall_back() {
     let extra = format!(
         "[providers.down]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\nconnect_timeout_ms = 500\n\n[aliases.default]\ntargets = [{{ model = \"down/gpt-4o-mini\" }}]\nfallbacks = [\"oa/gpt-4o-mini\"]\n"
     );
-    let gw = Gateway::start(
-        &config(mock.base_url(), &extra),
-        &[("MOCK_KEY", PROVIDER_KEY)],
-    )
-    .await
-    .unwrap();
+    let gw = gateway_for(&mock, &extra).await;
     let resp = gw
         .post("/v1/chat/completions", &chat("default", "hi"))
         .await
@@ -331,12 +316,7 @@ async fn failing_provider_leaves_rotation_and_healthy_target_goes_first() {
         "[providers.flaky]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\nmax_retries = 0\nheaders = {{ \"x-mock-fault\" = \"status=500\" }}\n[providers.flaky.health]\nfailure_threshold = 2\ncooldown_ms = 60000\n\n[aliases.default]\ntargets = [{{ model = \"flaky/m\", weight = 1000 }}, {{ model = \"oa/gpt-4o-mini\", weight = 0.001 }}]\n",
         mock.base_url()
     );
-    let gw = Gateway::start(
-        &config(mock.base_url(), &extra),
-        &[("MOCK_KEY", PROVIDER_KEY)],
-    )
-    .await
-    .unwrap();
+    let gw = gateway_for(&mock, &extra).await;
     for _ in 0..2 {
         let resp = gw
             .post("/v1/chat/completions", &chat("default", "hi"))
@@ -362,12 +342,7 @@ async fn concurrency_limit_queues_then_refuses_without_piling_up() {
         "[providers.narrow]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\nmax_concurrency = 2\nmax_queue = 2\nqueue_timeout_ms = 10000\nheaders = {{ \"x-mock-fault\" = \"latency_ms=300\" }}\n",
         mock.base_url()
     );
-    let gw = Gateway::start(
-        &config(mock.base_url(), &extra),
-        &[("MOCK_KEY", PROVIDER_KEY)],
-    )
-    .await
-    .unwrap();
+    let gw = gateway_for(&mock, &extra).await;
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let http = gw.http.clone();
@@ -482,15 +457,7 @@ async fn zero_config_start_uses_key_variables() {
     )
     .await
     .unwrap();
-    let ready: Value = gw
-        .http
-        .get(gw.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = gw.get_json("/readyz").await.unwrap();
     assert!(ready["providers"].as_u64().unwrap() >= 1, "{ready}");
     // An unknown provider prefix names what is configured.
     let resp = gw
@@ -562,12 +529,7 @@ async fn tls_handshake_failure_is_a_clean_upstream_error() {
         "[providers.tls]\nkind = \"openai\"\nbase_url = \"https://localhost:{}/v1\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\nmax_retries = 0\n",
         mock.addr().port()
     );
-    let gw = Gateway::start(
-        &config(mock.base_url(), &extra),
-        &[("MOCK_KEY", PROVIDER_KEY)],
-    )
-    .await
-    .unwrap();
+    let gw = gateway_for(&mock, &extra).await;
     let resp = gw
         .post("/v1/chat/completions", &chat("tls/gpt-4o-mini", "hi"))
         .await

@@ -241,15 +241,7 @@ async fn admin_api_requires_the_admin_token() {
         v["data"][0].get("secret_hash").is_none(),
         "hashes never leave the store: {v}"
     );
-    let doc: Value =
-        g.gw.http
-            .get(g.gw.url("/api/v1/openapi.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let doc: Value = g.gw.get_json("/api/v1/openapi.json").await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/v1/keys/{id}/rotate"]["post"].is_object());
 }
@@ -877,15 +869,7 @@ async fn providers_and_aliases_managed_through_the_api() {
         header(&g.chat("", "smart").await, "x-sluice-provider"),
         "extra"
     );
-    let models: Value =
-        g.gw.http
-            .get(g.gw.url("/v1/models"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let models: Value = g.gw.get_json("/v1/models").await.unwrap();
     assert!(
         models["data"]
             .as_array()

@@ -813,12 +813,6 @@ async fn usage(
     Ok(Json(json!({"from_ms": from, "to_ms": to, "data": rows})))
 }
 
-#[derive(Debug, Deserialize)]
-struct Page {
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
 fn audit_filter(params: &std::collections::HashMap<String, String>) -> AdminResult<AuditFilter> {
     let mut f = serde_json::Map::new();
     for (k, v) in params {
@@ -842,10 +836,11 @@ async fn audit_page(
     Query(params): Query<std::collections::HashMap<String, String>>,
 ) -> AdminResult<Json<Value>> {
     let g = gov(&s)?;
-    let page: Page = Page {
-        limit: params.get("limit").and_then(|l| l.parse().ok()),
-    };
-    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = params
+        .get("limit")
+        .and_then(|l| l.parse::<u32>().ok())
+        .unwrap_or(100)
+        .clamp(1, 1000);
     let records = g.store.audit_page(audit_filter(&params)?, limit).await?;
     let next = (records.len() as u32 == limit)
         .then(|| records.last().map(|r| r.seq))

@@ -56,6 +56,17 @@ pub async fn start_with(mock_args: &[&str], extra: &str) -> (MockProvider, Gatew
     (mock, gw)
 }
 
+/// A gateway in front of an already running mock, with `extra` TOML appended (for
+/// providers that point at the mock with their own settings).
+pub async fn gateway_for(mock: &MockProvider, extra: &str) -> Gateway {
+    Gateway::start(
+        &config(mock.base_url(), extra),
+        &[("MOCK_KEY", PROVIDER_KEY)],
+    )
+    .await
+    .unwrap()
+}
+
 pub fn chat(model: &str, text: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }
