@@ -14,7 +14,9 @@
 //! | `sluice_guardrail_decisions_total` | rule, action, direction (`input`/`output`) | guardrail rules that fired: one per rule, side and request |
 //! | `sluice_guardrail_scan_seconds` | direction | time spent scanning: per request for input and complete answers, per stream (summed over its events) for streams |
 
-use metrics::{counter, gauge, histogram};
+use std::cell::RefCell;
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use sluice_shared::guardrails::Direction;
@@ -43,63 +45,171 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
+/// Label values of one metric series, borrowed for lookups in [`HandleCache`].
+#[derive(Hash, Clone, Copy)]
+struct SeriesRef<'a> {
+    name: &'static str,
+    a: &'a str,
+    b: &'a str,
+    c: &'a str,
+    n: u16,
+}
+
+/// The owned form of [`SeriesRef`]; hashes identically (a `Box<str>` hashes as its `str`).
+#[derive(Hash, PartialEq, Eq)]
+struct Series {
+    name: &'static str,
+    a: Box<str>,
+    b: Box<str>,
+    c: Box<str>,
+    n: u16,
+}
+
+impl hashbrown::Equivalent<Series> for SeriesRef<'_> {
+    fn equivalent(&self, key: &Series) -> bool {
+        self.name == key.name
+            && self.n == key.n
+            && self.a == &*key.a
+            && self.b == &*key.b
+            && self.c == &*key.c
+    }
+}
+
+/// Per-thread cache of registered metric handles, so the request path pays one hash
+/// lookup per series instead of building label vectors and taking the registry's locks.
+/// Bounded: cleared when it reaches [`HandleCache::MAX`] series (label values such as
+/// model names come from requests).
+#[derive(Default)]
+struct HandleCache {
+    counters: hashbrown::HashMap<Series, Counter>,
+    histograms: hashbrown::HashMap<Series, Histogram>,
+}
+
+impl HandleCache {
+    const MAX: usize = 4096;
+
+    fn counter(&mut self, series: SeriesRef<'_>, register: impl FnOnce() -> Counter) -> &Counter {
+        if self.counters.len() >= Self::MAX && !self.counters.contains_key(&series) {
+            self.counters.clear();
+        }
+        self.counters
+            .entry_ref(&series)
+            .or_insert_with(|| register())
+    }
+
+    fn histogram(
+        &mut self,
+        series: SeriesRef<'_>,
+        register: impl FnOnce() -> Histogram,
+    ) -> &Histogram {
+        if self.histograms.len() >= Self::MAX && !self.histograms.contains_key(&series) {
+            self.histograms.clear();
+        }
+        self.histograms
+            .entry_ref(&series)
+            .or_insert_with(|| register())
+    }
+}
+
+impl From<&SeriesRef<'_>> for Series {
+    fn from(r: &SeriesRef<'_>) -> Self {
+        Series {
+            name: r.name,
+            a: r.a.into(),
+            b: r.b.into(),
+            c: r.c.into(),
+            n: r.n,
+        }
+    }
+}
+
+thread_local! {
+    static HANDLES: RefCell<HandleCache> = RefCell::new(HandleCache::default());
+    static IN_FLIGHT: Gauge = gauge!("sluice_requests_in_flight");
+}
+
+fn series<'a>(name: &'static str, a: &'a str, b: &'a str, c: &'a str, n: u16) -> SeriesRef<'a> {
+    SeriesRef { name, a, b, c, n }
+}
+
 /// Request started.
 pub fn request_started() {
-    gauge!("sluice_requests_in_flight").increment(1.0);
+    IN_FLIGHT.with(|g| g.increment(1.0));
 }
 
 /// Request finished (the record is final).
 pub fn request_finished(record: &RequestRecord) {
-    gauge!("sluice_requests_in_flight").decrement(1.0);
-    let provider = record
+    IN_FLIGHT.with(|g| g.decrement(1.0));
+    HANDLES.with_borrow_mut(|cache| finished(cache, record));
+}
+
+fn finished(cache: &mut HandleCache, record: &RequestRecord) {
+    let (provider, model) = record
         .served_by
         .as_deref()
         .and_then(|s| s.split_once('/'))
-        .map(|(p, _)| p.to_owned())
-        .unwrap_or_else(|| "none".into());
-    counter!(
-        "sluice_requests_total",
-        "api" => record.api,
-        "provider" => provider.clone(),
-        "status" => record.status.to_string()
-    )
-    .increment(1);
+        .unwrap_or(("none", ""));
+    let api = record.api;
+    cache
+        .counter(series("requests", api, provider, "", record.status), || {
+            counter!(
+                "sluice_requests_total",
+                "api" => api,
+                "provider" => provider.to_owned(),
+                "status" => record.status.to_string()
+            )
+        })
+        .increment(1);
     match record.outcome {
         RequestOutcome::Error | RequestOutcome::StreamFailed => {
             let kind = record.error_kind.unwrap_or("unknown");
-            counter!("sluice_request_errors_total", "api" => record.api, "kind" => kind)
-                .increment(1);
+            counter!("sluice_request_errors_total", "api" => api, "kind" => kind).increment(1);
         }
         RequestOutcome::ClientDisconnected => {
-            counter!("sluice_client_disconnects_total", "api" => record.api).increment(1);
+            counter!("sluice_client_disconnects_total", "api" => api).increment(1);
         }
         RequestOutcome::Ok => {}
     }
     for attempt in &record.attempts {
-        counter!(
-            "sluice_attempts_total",
-            "provider" => attempt.provider.clone(),
-            "outcome" => attempt.outcome.label()
-        )
-        .increment(1);
+        let outcome = attempt.outcome.label();
+        cache
+            .counter(series("attempts", &attempt.provider, outcome, "", 0), || {
+                counter!(
+                    "sluice_attempts_total",
+                    "provider" => attempt.provider.clone(),
+                    "outcome" => outcome
+                )
+            })
+            .increment(1);
         if !matches!(
             attempt.outcome,
             crate::engine::record::AttemptOutcome::Skipped { .. }
         ) {
-            histogram!("sluice_upstream_latency_seconds", "provider" => attempt.provider.clone())
+            cache
+                .histogram(series("upstream", &attempt.provider, "", "", 0), || {
+                    histogram!("sluice_upstream_latency_seconds", "provider" => attempt.provider.clone())
+                })
                 .record(attempt.duration.as_secs_f64());
         }
     }
-    if let (Some(usage), Some(served)) = (&record.usage, &record.served_by) {
-        let model = served
-            .split_once('/')
-            .map(|(_, m)| m)
-            .unwrap_or(served)
-            .to_owned();
-        counter!("sluice_tokens_total", "provider" => provider.clone(), "model" => model.clone(), "direction" => "input")
-            .increment(usage.prompt_tokens);
-        counter!("sluice_tokens_total", "provider" => provider.clone(), "model" => model, "direction" => "output")
-            .increment(usage.completion_tokens);
+    if let Some(usage) = &record.usage
+        && record.served_by.is_some()
+    {
+        for (direction, tokens) in [
+            ("input", usage.prompt_tokens),
+            ("output", usage.completion_tokens),
+        ] {
+            cache
+                .counter(series("tokens", provider, model, direction, 0), || {
+                    counter!(
+                        "sluice_tokens_total",
+                        "provider" => provider.to_owned(),
+                        "model" => model.to_owned(),
+                        "direction" => direction
+                    )
+                })
+                .increment(tokens);
+        }
     }
     for d in &record.guardrails {
         counter!(
@@ -115,11 +225,17 @@ pub fn request_finished(record: &RequestRecord) {
         .increment(1);
     }
     if let Some(overhead) = record.overhead {
-        histogram!("sluice_gateway_overhead_seconds", "api" => record.api)
+        cache
+            .histogram(series("overhead", api, "", "", 0), || {
+                histogram!("sluice_gateway_overhead_seconds", "api" => api)
+            })
             .record(overhead.as_secs_f64());
     }
     if let Some(ttft) = record.time_to_first_token {
-        histogram!("sluice_time_to_first_token_seconds", "provider" => provider)
+        cache
+            .histogram(series("ttft", provider, "", "", 0), || {
+                histogram!("sluice_time_to_first_token_seconds", "provider" => provider.to_owned())
+            })
             .record(ttft.as_secs_f64());
     }
 }

@@ -58,7 +58,7 @@ pub fn build_router(config: &ValidConfig) -> anyhow::Result<routing::Router> {
     for p in &config.providers {
         let name = p.name.clone();
         let provider = Provider::new(p.clone(), epoch)
-            .map_err(|e| anyhow::anyhow!("provider `{name}`: cannot build its HTTP client: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("provider `{name}`: {e}"))?;
         providers.push(Arc::new(provider));
     }
     Ok(routing::Router::new(

@@ -36,8 +36,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use http::{HeaderValue, StatusCode, header};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 
 use sluice_shared::openai::Usage;
@@ -56,7 +57,8 @@ use crate::routing::health::KeyFailure;
 use crate::routing::limiter::LimitError;
 use crate::routing::{Router, Target, backoff};
 use record::{AttemptOutcome, AttemptRecord, RecordSink, RequestOutcome, RequestRecord};
-use stream::{StreamError, StreamTranslator, UpstreamStream, error_chain};
+pub use stream::error_chain;
+use stream::{StreamError, StreamTranslator, UpstreamStream};
 
 /// Largest error body read from a provider (the rest is not needed for a message).
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -533,60 +535,61 @@ async fn attempt_once(
         .unwrap_or_default()
         .to_owned();
     let started = Instant::now();
-    let request = provider
-        .client
-        .post(call.url.clone())
-        .headers(call.headers.clone())
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(call.body.clone());
-    let request = provider.authorize(request, key);
+    let request = match provider.request(call, key) {
+        Ok(request) => request,
+        Err(error) => return Step::Fatal(error),
+    };
     let health = |failure: KeyFailure| {
         if let Some(k) = provider.keys.get(key) {
             k.health
                 .on_failure(failure, provider.now_ms(), &provider.health);
         }
     };
-    let label = format!("provider `{}` (model `{}`)", provider.name, target.model);
-
-    let response = match tokio::time::timeout(provider.header_timeout, request.send()).await {
-        Err(_) => {
-            ctx.attempt(target, &key_id, started, AttemptOutcome::HeaderTimeout);
-            health(KeyFailure::Transient);
-            let error = GatewayError::new(
-                ErrorKind::UpstreamTimeout,
-                StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "{label} sent no response headers within {} ms",
-                    provider.header_timeout.as_millis()
-                ),
-            );
-            return Step::retry(error);
-        }
-        Ok(Err(e)) => {
-            let message = error_chain(&e);
-            ctx.attempt(
-                target,
-                &key_id,
-                started,
-                AttemptOutcome::Connect {
-                    message: message.clone(),
-                },
-            );
-            health(KeyFailure::Transient);
-            let (kind, status) = if e.is_timeout() {
-                (ErrorKind::UpstreamTimeout, StatusCode::GATEWAY_TIMEOUT)
-            } else {
-                (ErrorKind::UpstreamConnect, StatusCode::BAD_GATEWAY)
-            };
-            let error = GatewayError::new(
-                kind,
-                status,
-                format!("{label} could not be reached: {message}"),
-            );
-            return Step::retry(error);
-        }
-        Ok(Ok(response)) => response,
+    let label = AttemptLabel {
+        provider: &provider.name,
+        model: &target.model,
     };
+
+    let response =
+        match tokio::time::timeout(provider.header_timeout, provider.client.send(request)).await {
+            Err(_) => {
+                ctx.attempt(target, &key_id, started, AttemptOutcome::HeaderTimeout);
+                health(KeyFailure::Transient);
+                let error = GatewayError::new(
+                    ErrorKind::UpstreamTimeout,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!(
+                        "{label} sent no response headers within {} ms",
+                        provider.header_timeout.as_millis()
+                    ),
+                );
+                return Step::retry(error);
+            }
+            Ok(Err(e)) => {
+                let message = e.to_string();
+                ctx.attempt(
+                    target,
+                    &key_id,
+                    started,
+                    AttemptOutcome::Connect {
+                        message: message.clone(),
+                    },
+                );
+                health(KeyFailure::Transient);
+                let (kind, status) = if e.is_timeout() {
+                    (ErrorKind::UpstreamTimeout, StatusCode::GATEWAY_TIMEOUT)
+                } else {
+                    (ErrorKind::UpstreamConnect, StatusCode::BAD_GATEWAY)
+                };
+                let error = GatewayError::new(
+                    kind,
+                    status,
+                    format!("{label} could not be reached: {message}"),
+                );
+                return Step::retry(error);
+            }
+            Ok(Ok(response)) => response,
+        };
 
     let status = response.status();
     if !status.is_success() {
@@ -789,7 +792,24 @@ async fn first_content(upstream: &mut UpstreamStream) -> Result<Option<Bytes>, S
     }
 }
 
-fn stream_failure(label: &str, e: &StreamError, idle: Duration) -> (AttemptOutcome, GatewayError) {
+/// Names an attempt in error messages: "provider `openai` (model `gpt-4o`)". Formatted
+/// only when a message is actually built.
+struct AttemptLabel<'a> {
+    provider: &'a str,
+    model: &'a str,
+}
+
+impl std::fmt::Display for AttemptLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "provider `{}` (model `{}`)", self.provider, self.model)
+    }
+}
+
+fn stream_failure(
+    label: &dyn std::fmt::Display,
+    e: &StreamError,
+    idle: Duration,
+) -> (AttemptOutcome, GatewayError) {
     match e {
         StreamError::Idle => (
             AttemptOutcome::IdleTimeout,
@@ -835,27 +855,40 @@ fn stream_failure(label: &str, e: &StreamError, idle: Duration) -> (AttemptOutco
 
 /// Reads a whole body, with the idle timeout between reads and a size cap.
 async fn read_body(
-    response: reqwest::Response,
+    response: http::Response<Incoming>,
     cap: usize,
     idle: Duration,
 ) -> Result<Bytes, StreamError> {
-    let mut body = response.bytes_stream();
+    let mut body = response.into_body();
+    // The usual answer is one data frame: hand it on without copying.
+    let mut first: Option<Bytes> = None;
     let mut out = BytesMut::new();
     loop {
-        match tokio::time::timeout(idle, body.next()).await {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(StreamError::Idle),
-            Ok(None) => return Ok(out.freeze()),
+            Ok(None) => break,
             Ok(Some(Err(e))) => return Err(StreamError::Read(error_chain(&e))),
-            Ok(Some(Ok(chunk))) => {
-                if out.len() + chunk.len() > cap {
-                    return Err(StreamError::Protocol(format!(
-                        "body larger than {cap} bytes"
-                    )));
-                }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers
+        };
+        let held = first.as_ref().map_or(0, Bytes::len) + out.len();
+        if held + chunk.len() > cap {
+            return Err(StreamError::Protocol(format!(
+                "body larger than {cap} bytes"
+            )));
+        }
+        match first.take() {
+            None if out.is_empty() => first = Some(chunk),
+            None => out.extend_from_slice(&chunk),
+            Some(previous) => {
+                out.extend_from_slice(&previous);
                 out.extend_from_slice(&chunk);
             }
         }
     }
+    Ok(first.unwrap_or_else(|| out.freeze()))
 }
 
 /// `Retry-After` in seconds or as an HTTP date; also OpenAI's `retry-after-ms`.

@@ -10,11 +10,11 @@
 //! `response.completed`, a Gemini `finishReason`) is truncated, and is reported as a
 //! failure, never as a normal end.
 
-use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
 
 use sluice_shared::openai::{self, ChatChunk, Usage};
 use sluice_shared::sse::{self, SseDecoder, SseEvent};
@@ -402,11 +402,9 @@ fn anthropic_id(id: &str) -> String {
     }
 }
 
-type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
-
 /// The provider's body, read event by event.
 pub struct UpstreamStream {
-    body: ByteStream,
+    body: Incoming,
     decoder: SseDecoder,
     pub translator: StreamTranslator,
     idle: Duration,
@@ -513,9 +511,13 @@ impl std::fmt::Debug for UpstreamStream {
 }
 
 impl UpstreamStream {
-    pub fn new(response: reqwest::Response, translator: StreamTranslator, idle: Duration) -> Self {
+    pub fn new(
+        response: http::Response<Incoming>,
+        translator: StreamTranslator,
+        idle: Duration,
+    ) -> Self {
         UpstreamStream {
-            body: Box::pin(response.bytes_stream()),
+            body: response.into_body(),
             decoder: SseDecoder::new(),
             translator,
             idle,
@@ -551,12 +553,15 @@ impl UpstreamStream {
             if self.ended {
                 continue;
             }
-            match tokio::time::timeout(self.idle, self.body.next()).await {
+            match tokio::time::timeout(self.idle, self.body.frame()).await {
                 Err(_) => return Err(StreamError::Idle),
-                Ok(Some(Ok(chunk))) => self
-                    .decoder
-                    .push(&chunk)
-                    .map_err(|e| StreamError::Protocol(e.to_string()))?,
+                Ok(Some(Ok(frame))) => {
+                    if let Some(chunk) = frame.data_ref() {
+                        self.decoder
+                            .push(chunk)
+                            .map_err(|e| StreamError::Protocol(e.to_string()))?;
+                    }
+                }
                 Ok(Some(Err(e))) => return Err(StreamError::Read(error_chain(&e))),
                 Ok(None) => {
                     if let Some(event) = self.decoder.finish() {
@@ -581,8 +586,8 @@ impl UpstreamStream {
         const MAX_TRAILING_BYTES: usize = 64 * 1024;
         let mut seen = 0;
         while seen < MAX_TRAILING_BYTES {
-            match tokio::time::timeout(self.idle, self.body.next()).await {
-                Ok(Some(Ok(chunk))) => seen += chunk.len(),
+            match tokio::time::timeout(self.idle, self.body.frame()).await {
+                Ok(Some(Ok(frame))) => seen += frame.data_ref().map_or(1, Bytes::len),
                 _ => return,
             }
         }

@@ -7,13 +7,15 @@
 //! SigV4, say) is a new `Protocol` variant: `prepare` builds its body, `authorize` signs
 //! the finished request, and `Decode` gains its readers — nothing else changes.
 
+pub mod http;
 pub mod kind;
 pub mod wire;
 
 use std::time::{Duration, Instant};
 
+use ::http::header::{CONTENT_TYPE, USER_AGENT};
+use ::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use sluice_shared::anthropic;
 use sluice_shared::openai::{ChatRequest, StreamOptions};
@@ -30,7 +32,8 @@ pub use wire::{ClientApi, ClientBody, Decode, Inbound};
 #[derive(Debug)]
 pub struct ProviderKey {
     pub id: String,
-    secret: Option<crate::secret::Secret>,
+    /// The header that carries this key in the provider's scheme, marked sensitive.
+    credential: Option<(HeaderName, HeaderValue)>,
     pub weight: f64,
     pub health: KeyHealth,
 }
@@ -53,12 +56,14 @@ pub struct Provider {
     pub health: HealthConfig,
     /// The one HTTP client for this provider's calls (pooled connections, its connect
     /// timeout).
-    pub client: reqwest::Client,
+    pub client: http::HttpClient,
     /// Start of the clock that key health uses; shared by all providers of a gateway.
     epoch: Instant,
     /// Endpoints whose URL does not depend on the model, parsed once.
-    fixed_urls: Vec<(&'static str, reqwest::Url)>,
+    fixed_urls: Vec<(&'static str, Uri)>,
 }
+
+const USER_AGENT_VALUE: &str = concat!("sluice-gateway/", env!("CARGO_PKG_VERSION"));
 
 /// Paths below the base URL that OpenAI- and Anthropic-protocol providers serve.
 const FIXED_PATHS: [&str; 5] = [
@@ -81,7 +86,7 @@ pub enum Prepared {
 
 #[derive(Debug)]
 pub struct UpstreamCall {
-    pub url: reqwest::Url,
+    pub url: Uri,
     pub body: Bytes,
     pub headers: HeaderMap,
     pub decode: Decode,
@@ -89,19 +94,15 @@ pub struct UpstreamCall {
 }
 
 impl Provider {
-    pub fn new(cfg: ResolvedProvider, epoch: Instant) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(cfg.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .tcp_nodelay(true)
-            .user_agent(concat!("sluice-gateway/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    pub fn new(cfg: ResolvedProvider, epoch: Instant) -> Result<Self, String> {
+        let client = http::HttpClient::new(cfg.connect_timeout).map_err(|e| e.to_string())?;
+        let protocol = cfg.kind.protocol();
         let base_url = cfg.base_url.as_str().trim_end_matches('/').to_owned();
         let fixed_urls = FIXED_PATHS
             .iter()
             .filter_map(|p| {
-                reqwest::Url::parse(&format!("{base_url}/{p}"))
+                format!("{base_url}/{p}")
+                    .parse::<Uri>()
                     .ok()
                     .map(|u| (*p, u))
             })
@@ -110,18 +111,31 @@ impl Provider {
             fixed_urls,
             name: cfg.name,
             kind: cfg.kind,
-            protocol: cfg.kind.protocol(),
+            protocol,
             base_url,
             keys: cfg
                 .keys
                 .into_iter()
-                .map(|k| ProviderKey {
-                    id: k.id,
-                    secret: k.secret,
-                    weight: k.weight,
-                    health: KeyHealth::default(),
+                .map(|k| {
+                    let credential = k
+                        .secret
+                        .as_ref()
+                        .map(|s| credential_header(protocol, s.expose()))
+                        .transpose()
+                        .map_err(|()| {
+                            format!(
+                                "key `{}` contains characters that cannot be sent in an HTTP header",
+                                k.id
+                            )
+                        })?;
+                    Ok(ProviderKey {
+                        id: k.id,
+                        credential,
+                        weight: k.weight,
+                        health: KeyHealth::default(),
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, String>>()?,
             models: cfg.models,
             headers: cfg.headers,
             api_version: cfg.api_version,
@@ -178,21 +192,29 @@ impl Provider {
             .min_by_key(|i| self.keys[*i].health.open_until_ms())
     }
 
-    /// Adds the key's credentials in the provider's scheme.
-    pub fn authorize(
+    /// The complete HTTP request of one attempt: the prepared call with the key's
+    /// credentials in the provider's scheme.
+    pub fn request(
         &self,
-        request: reqwest::RequestBuilder,
+        call: &UpstreamCall,
         key: usize,
-    ) -> reqwest::RequestBuilder {
-        let Some(secret) = self.keys.get(key).and_then(|k| k.secret.as_ref()) else {
-            return request;
-        };
-        match self.protocol {
-            Protocol::OpenAi => request.bearer_auth(secret.expose()),
-            Protocol::Azure => request.header("api-key", secret.expose()),
-            Protocol::Anthropic => request.header("x-api-key", secret.expose()),
-            Protocol::Gemini => request.header("x-goog-api-key", secret.expose()),
+    ) -> Result<::http::Request<http::RequestBody>, GatewayError> {
+        let mut request = ::http::Request::post(call.url.clone())
+            .body(http::RequestBody::new(call.body.clone()))
+            .map_err(|e| {
+                GatewayError::internal(format!("cannot build the provider request: {e}"))
+            })?;
+        let headers = request.headers_mut();
+        headers.reserve(call.headers.len() + 3);
+        for (name, value) in &call.headers {
+            headers.insert(name, value.clone());
         }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        if let Some(credential) = self.keys.get(key).and_then(|k| k.credential.as_ref()) {
+            headers.insert(credential.0.clone(), credential.1.clone());
+        }
+        Ok(request)
     }
 
     /// The provider's request for `inbound`, sent to `model`.
@@ -360,7 +382,7 @@ impl Provider {
         }
     }
 
-    fn openai_url(&self, path: &str, model: &str) -> Result<reqwest::Url, GatewayError> {
+    fn openai_url(&self, path: &str, model: &str) -> Result<Uri, GatewayError> {
         let url = match self.protocol {
             Protocol::Azure if path == "responses" => {
                 format!(
@@ -379,18 +401,18 @@ impl Provider {
         parse_url(&url)
     }
 
-    fn anthropic_url(&self, path: &str) -> Result<reqwest::Url, GatewayError> {
+    fn anthropic_url(&self, path: &str) -> Result<Uri, GatewayError> {
         self.fixed_url(path)
     }
 
-    fn fixed_url(&self, path: &str) -> Result<reqwest::Url, GatewayError> {
+    fn fixed_url(&self, path: &str) -> Result<Uri, GatewayError> {
         match self.fixed_urls.iter().find(|(p, _)| *p == path) {
             Some((_, url)) => Ok(url.clone()),
             None => parse_url(&format!("{}/{path}", self.base_url)),
         }
     }
 
-    fn gemini_url(&self, model: &str, stream: bool) -> Result<reqwest::Url, GatewayError> {
+    fn gemini_url(&self, model: &str, stream: bool) -> Result<Uri, GatewayError> {
         let model = path_segment(model.strip_prefix("models/").unwrap_or(model));
         let url = if stream {
             format!(
@@ -404,8 +426,22 @@ impl Provider {
     }
 }
 
-fn parse_url(url: &str) -> Result<reqwest::Url, GatewayError> {
-    reqwest::Url::parse(url)
+/// The header that carries `secret` in `protocol`'s auth scheme, marked sensitive (kept
+/// out of debug output and of HTTP/2 header compression tables).
+fn credential_header(protocol: Protocol, secret: &str) -> Result<(HeaderName, HeaderValue), ()> {
+    let (name, value) = match protocol {
+        Protocol::OpenAi => (::http::header::AUTHORIZATION, format!("Bearer {secret}")),
+        Protocol::Azure => (HeaderName::from_static("api-key"), secret.to_owned()),
+        Protocol::Anthropic => (HeaderName::from_static("x-api-key"), secret.to_owned()),
+        Protocol::Gemini => (HeaderName::from_static("x-goog-api-key"), secret.to_owned()),
+    };
+    let mut value = HeaderValue::from_str(&value).map_err(|_| ())?;
+    value.set_sensitive(true);
+    Ok((name, value))
+}
+
+fn parse_url(url: &str) -> Result<Uri, GatewayError> {
+    url.parse::<Uri>()
         .map_err(|e| GatewayError::invalid(format!("cannot build the provider URL `{url}`: {e}")))
 }
 

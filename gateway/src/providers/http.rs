@@ -1,0 +1,98 @@
+//! The HTTP client for provider calls: hyper's pooled client over rustls, used directly.
+//!
+//! A provider call is always the same shape — a POST with a complete JSON body to a URL
+//! fixed per provider — so none of a general-purpose client's machinery (redirects,
+//! URL re-parsing, per-request middleware stacks, cookie and proxy handling) is needed,
+//! and on the request path it measurably costs: this is the client the gateway's
+//! throughput benchmark is about. Timeouts other than connect (response headers, stream
+//! idle) are applied by the engine around the futures this client returns.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+/// The request body type of provider calls: one complete buffer.
+pub type RequestBody = Full<Bytes>;
+
+/// A pooled HTTP/1.1 and HTTP/2 (by ALPN) client for one provider.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: Client<HttpsConnector<HttpConnector>, RequestBody>,
+}
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up TLS for provider calls: {0}")]
+pub struct ClientBuildError(String);
+
+/// The TLS configuration for every provider: the operating system's trust store through
+/// the platform verifier. Built once per process.
+fn tls_config() -> Result<rustls::ClientConfig, ClientBuildError> {
+    static CONFIG: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            use rustls_platform_verifier::ConfigVerifierExt as _;
+            rustls::ClientConfig::with_platform_verifier().map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(ClientBuildError)
+}
+
+impl HttpClient {
+    /// A client whose connection attempts give up after `connect_timeout`; idle pooled
+    /// connections are closed after 90 s.
+    pub fn new(connect_timeout: Duration) -> Result<Self, ClientBuildError> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(connect_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config()?)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .build(https);
+        Ok(HttpClient { inner })
+    }
+
+    /// Sends one request; resolves when the response headers have arrived.
+    pub async fn send(
+        &self,
+        request: http::Request<RequestBody>,
+    ) -> Result<http::Response<Incoming>, SendError> {
+        self.inner.request(request).await.map_err(SendError)
+    }
+}
+
+/// A request that got no response: could not connect, or the connection failed before
+/// the response headers.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", crate::engine::error_chain(&self.0))]
+pub struct SendError(hyper_util::client::legacy::Error);
+
+impl SendError {
+    /// Whether the failure was the connect timeout.
+    pub fn is_timeout(&self) -> bool {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&self.0);
+        while let Some(e) = source {
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::TimedOut
+            {
+                return true;
+            }
+            source = e.source();
+        }
+        false
+    }
+}
