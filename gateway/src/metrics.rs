@@ -92,9 +92,7 @@ impl HandleCache {
         if self.counters.len() >= Self::MAX && !self.counters.contains_key(&series) {
             self.counters.clear();
         }
-        self.counters
-            .entry_ref(&series)
-            .or_insert_with(|| register())
+        self.counters.entry_ref(&series).or_insert_with(register)
     }
 
     fn histogram(
@@ -105,9 +103,7 @@ impl HandleCache {
         if self.histograms.len() >= Self::MAX && !self.histograms.contains_key(&series) {
             self.histograms.clear();
         }
-        self.histograms
-            .entry_ref(&series)
-            .or_insert_with(|| register())
+        self.histograms.entry_ref(&series).or_insert_with(register)
     }
 }
 
@@ -173,13 +169,16 @@ fn finished(cache: &mut HandleCache, record: &RequestRecord) {
     for attempt in &record.attempts {
         let outcome = attempt.outcome.label();
         cache
-            .counter(series("attempts", &attempt.provider, outcome, "", 0), || {
-                counter!(
-                    "sluice_attempts_total",
-                    "provider" => attempt.provider.clone(),
-                    "outcome" => outcome
-                )
-            })
+            .counter(
+                series("attempts", &attempt.provider, outcome, "", 0),
+                || {
+                    counter!(
+                        "sluice_attempts_total",
+                        "provider" => attempt.provider.clone(),
+                        "outcome" => outcome
+                    )
+                },
+            )
             .increment(1);
         if !matches!(
             attempt.outcome,
@@ -226,9 +225,10 @@ fn finished(cache: &mut HandleCache, record: &RequestRecord) {
     }
     if let Some(overhead) = record.overhead {
         cache
-            .histogram(series("overhead", api, "", "", 0), || {
-                histogram!("sluice_gateway_overhead_seconds", "api" => api)
-            })
+            .histogram(
+                series("overhead", api, "", "", 0),
+                || histogram!("sluice_gateway_overhead_seconds", "api" => api),
+            )
             .record(overhead.as_secs_f64());
     }
     if let Some(ttft) = record.time_to_first_token {
