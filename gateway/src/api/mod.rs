@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
@@ -179,12 +179,9 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body, api: Clien
 }
 
 /// `POST /v1/chat/completions`
-pub async fn chat_completions(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(state, headers, body, ClientApi::Chat).await
+pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    handle(state, parts.headers, body, ClientApi::Chat).await
 }
 
 fn parse_chat(bytes: &[u8], headers: &HeaderMap) -> Result<Inbound, GatewayError> {
@@ -246,20 +243,14 @@ fn parse_passthrough(
     })
 }
 
-pub async fn responses(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(state, headers, body, ClientApi::Responses).await
+pub async fn responses(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    handle(state, parts.headers, body, ClientApi::Responses).await
 }
 
-pub async fn embeddings(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(state, headers, body, ClientApi::Embeddings).await
+pub async fn embeddings(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    handle(state, parts.headers, body, ClientApi::Embeddings).await
 }
 
 fn parse_messages(
@@ -296,21 +287,15 @@ fn parse_messages(
 }
 
 /// `POST /anthropic/v1/messages`
-pub async fn messages(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(state, headers, body, ClientApi::Messages).await
+pub async fn messages(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    handle(state, parts.headers, body, ClientApi::Messages).await
 }
 
 /// `POST /anthropic/v1/messages/count_tokens`
-pub async fn count_tokens(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(state, headers, body, ClientApi::CountTokens).await
+pub async fn count_tokens(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    handle(state, parts.headers, body, ClientApi::CountTokens).await
 }
 
 /// `GET /healthz`: the process is up.

@@ -35,13 +35,21 @@ pub struct Target {
     pub model: String,
 }
 
+/// An alias entry resolved against the providers when the router is built: the target,
+/// or the model string that names no configured provider (an error when it is reached,
+/// so that one stale alias entry does not take the gateway down).
 #[derive(Debug)]
-struct Alias {
-    targets: Vec<(String, f64)>,
-    fallbacks: Vec<String>,
+enum Resolved {
+    Target(Target),
+    Unknown(String),
 }
 
-/// Immutable routing table built from a validated config.
+#[derive(Debug)]
+struct Alias {
+    targets: Vec<(Resolved, f64)>,
+    fallbacks: Vec<Resolved>,
+}
+
 #[derive(Debug)]
 pub struct Router {
     providers: Vec<Arc<Provider>>,
@@ -56,10 +64,20 @@ impl Router {
         aliases: &std::collections::BTreeMap<String, AliasConfig>,
         retry: RoutingConfig,
     ) -> Self {
-        let by_name = providers
+        let by_name: HashMap<String, Arc<Provider>> = providers
             .iter()
             .map(|p| (p.name.clone(), p.clone()))
             .collect();
+        let resolve = |model: &str| match model.split_once('/') {
+            Some((provider, rest)) if !rest.is_empty() => match by_name.get(provider) {
+                Some(p) => Resolved::Target(Target {
+                    provider: p.clone(),
+                    model: rest.to_owned(),
+                }),
+                None => Resolved::Unknown(model.to_owned()),
+            },
+            _ => Resolved::Unknown(model.to_owned()),
+        };
         let aliases = aliases
             .iter()
             .map(|(name, a)| {
@@ -67,9 +85,9 @@ impl Router {
                     targets: a
                         .targets
                         .iter()
-                        .map(|t| (t.model.clone(), t.weight))
+                        .map(|t| (resolve(&t.model), t.weight))
                         .collect(),
-                    fallbacks: a.fallbacks.clone(),
+                    fallbacks: a.fallbacks.iter().map(|f| resolve(f)).collect(),
                 };
                 (name.clone(), alias)
             })
@@ -117,8 +135,18 @@ impl Router {
                     e
                 })?;
         }
-        let mut seen = std::collections::HashSet::new();
-        targets.retain(|t| seen.insert((t.provider.name.clone(), t.model.clone())));
+        // Plans are a handful of entries: a quadratic scan beats hashing owned keys.
+        let mut kept = 0;
+        for i in 0..targets.len() {
+            let duplicate = targets[..kept].iter().any(|t| {
+                Arc::ptr_eq(&t.provider, &targets[i].provider) && t.model == targets[i].model
+            });
+            if !duplicate {
+                targets.swap(kept, i);
+                kept += 1;
+            }
+        }
+        targets.truncate(kept);
         let now = self.providers.first().map(|p| p.now_ms()).unwrap_or(0);
         // Stable: the healthy keep their order, the unhealthy keep theirs, after them.
         targets.sort_by_key(|t| !t.provider.has_available_key(now));
@@ -132,7 +160,10 @@ impl Router {
         out: &mut Vec<Target>,
     ) -> Result<(), GatewayError> {
         if let Some(alias) = self.aliases.get(model) {
-            let mut pool = alias.targets.clone();
+            // Weighted order without replacement: each pick among the entries not yet
+            // taken, by weight.
+            let mut pool: Vec<(&Resolved, f64)> =
+                alias.targets.iter().map(|(r, w)| (r, *w)).collect();
             while !pool.is_empty() {
                 let total: f64 = pool.iter().map(|(_, w)| *w).sum();
                 let mut pick = fastrand::f64() * total;
@@ -145,10 +176,10 @@ impl Router {
                     pick -= w;
                 }
                 let (target, _) = pool.remove(chosen);
-                self.push_direct(&target, out)?;
+                self.push_resolved(target, out)?;
             }
             for fallback in &alias.fallbacks {
-                self.push_direct(fallback, out)?;
+                self.push_resolved(fallback, out)?;
             }
             return Ok(());
         }
@@ -186,19 +217,13 @@ impl Router {
         Err(self.unknown_model(model))
     }
 
-    fn push_direct(&self, model: &str, out: &mut Vec<Target>) -> Result<(), GatewayError> {
-        match model.split_once('/') {
-            Some((provider, rest)) => match self.by_name.get(provider) {
-                Some(p) => {
-                    out.push(Target {
-                        provider: p.clone(),
-                        model: rest.to_owned(),
-                    });
-                    Ok(())
-                }
-                None => Err(self.unknown_model(model)),
-            },
-            None => Err(self.unknown_model(model)),
+    fn push_resolved(&self, entry: &Resolved, out: &mut Vec<Target>) -> Result<(), GatewayError> {
+        match entry {
+            Resolved::Target(target) => {
+                out.push(target.clone());
+                Ok(())
+            }
+            Resolved::Unknown(model) => Err(self.unknown_model(model)),
         }
     }
 
