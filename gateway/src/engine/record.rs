@@ -84,6 +84,18 @@ pub enum RequestOutcome {
     ClientDisconnected,
 }
 
+impl RequestOutcome {
+    /// The snake_case name, as serialized.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RequestOutcome::Ok => "ok",
+            RequestOutcome::Error => "error",
+            RequestOutcome::StreamFailed => "stream_failed",
+            RequestOutcome::ClientDisconnected => "client_disconnected",
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct RequestRecord {
     pub request_id: String,
@@ -174,12 +186,37 @@ pub trait RecordSink: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Default)]
 pub struct LogSink;
 
-impl RecordSink for LogSink {
-    fn submit(&self, record: RequestRecord) -> Option<tokio::sync::oneshot::Receiver<()>> {
+impl LogSink {
+    /// Logs the record as JSON at debug level (target `sluice::record`) when enabled.
+    pub fn log(record: &RequestRecord) {
         if tracing::enabled!(target: "sluice::record", tracing::Level::DEBUG) {
-            let json = serde_json::to_string(&record).unwrap_or_default();
+            let json = serde_json::to_string(record).unwrap_or_default();
             tracing::debug!(target: "sluice::record", "{json}");
         }
+    }
+}
+
+impl RecordSink for LogSink {
+    fn submit(&self, record: RequestRecord) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        LogSink::log(&record);
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_labels_match_their_serialized_names() {
+        for outcome in [
+            RequestOutcome::Ok,
+            RequestOutcome::Error,
+            RequestOutcome::StreamFailed,
+            RequestOutcome::ClientDisconnected,
+        ] {
+            let serialized = serde_json::to_value(&outcome).unwrap_or_default();
+            assert_eq!(serialized.as_str(), Some(outcome.label()));
+        }
     }
 }

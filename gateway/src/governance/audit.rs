@@ -276,14 +276,20 @@ impl Writer {
             };
             let Some(first) = first else { break };
             let mut batch = vec![first];
-            let deadline = tokio::time::Instant::now() + self.flush;
+            // Let the batch fill for the flush interval without listening to the channel:
+            // a writer waiting in `recv` would be woken (and a worker thread unparked) for
+            // every record the request path sends. When a full batch is already queued
+            // there is nothing to wait for.
+            if self.rx.len() + 1 < self.batch_max {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.flush) => {}
+                    _ = stop.cancelled() => {}
+                }
+            }
             while batch.len() < self.batch_max {
                 match self.rx.try_recv() {
                     Ok(job) => batch.push(job),
-                    Err(_) => match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                        Ok(Some(job)) => batch.push(job),
-                        _ => break,
-                    },
+                    Err(_) => break,
                 }
             }
             self.write(batch).await;

@@ -96,8 +96,8 @@ struct KeyEntry {
 #[derive(Debug, Default)]
 pub struct PolicySnapshot {
     keys: HashMap<String, KeyEntry>,
-    budgets: HashMap<(ScopeKind, String), Vec<String>>,
-    limits: HashMap<(ScopeKind, String), Vec<RateLimit>>,
+    budgets: hashbrown::HashMap<Scoped, Vec<String>>,
+    limits: hashbrown::HashMap<Scoped, Vec<RateLimit>>,
     pub rows: PolicyRows,
 }
 
@@ -147,17 +147,17 @@ impl PolicySnapshot {
                 },
             );
         }
-        let mut budgets: HashMap<(ScopeKind, String), Vec<String>> = HashMap::new();
+        let mut budgets: hashbrown::HashMap<Scoped, Vec<String>> = hashbrown::HashMap::new();
         for b in &rows.budgets {
             budgets
-                .entry((b.scope_kind, b.scope_id.clone()))
+                .entry_ref(&ScopedRef(b.scope_kind, &b.scope_id))
                 .or_default()
                 .push(b.id.clone());
         }
-        let mut limits: HashMap<(ScopeKind, String), Vec<RateLimit>> = HashMap::new();
+        let mut limits: hashbrown::HashMap<Scoped, Vec<RateLimit>> = hashbrown::HashMap::new();
         for l in &rows.limits {
             limits
-                .entry((l.scope_kind, l.scope_id.clone()))
+                .entry_ref(&ScopedRef(l.scope_kind, &l.scope_id))
                 .or_default()
                 .push(l.clone());
         }
@@ -175,7 +175,7 @@ impl PolicySnapshot {
 pub struct Admission {
     pub identity: Option<Arc<Identity>>,
     reservations: Vec<(String, u64)>,
-    tpm: Vec<String>,
+    tpm: Vec<Meter>,
     _slots: Vec<ConcurrencySlot>,
 }
 
@@ -193,8 +193,55 @@ impl Admission {
 #[derive(Debug, Default)]
 struct Counters {
     budgets: Mutex<HashMap<String, BudgetCounter>>,
-    minutes: Mutex<HashMap<String, MinuteCounter>>,
-    in_flight: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    minutes: Mutex<hashbrown::HashMap<Meter, MinuteCounter>>,
+    in_flight: Mutex<hashbrown::HashMap<Meter, Arc<AtomicU64>>>,
+}
+
+/// A scope a budget or limit attaches to: (level, id). Looked up without allocating
+/// through [`ScopedRef`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Scoped(ScopeKind, Box<str>);
+
+#[derive(Debug, Clone, Copy, Hash)]
+struct ScopedRef<'a>(ScopeKind, &'a str);
+
+impl hashbrown::Equivalent<Scoped> for ScopedRef<'_> {
+    fn equivalent(&self, key: &Scoped) -> bool {
+        self.0 == key.0 && self.1 == &*key.1
+    }
+}
+
+impl From<&ScopedRef<'_>> for Scoped {
+    fn from(r: &ScopedRef<'_>) -> Self {
+        Scoped(r.0, r.1.into())
+    }
+}
+
+/// What a rate-limit counter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Measure {
+    Requests,
+    Tokens,
+    Concurrent,
+}
+
+/// One rate-limit counter: a measure of a scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Meter(Measure, Scoped);
+
+#[derive(Debug, Clone, Copy, Hash)]
+struct MeterRef<'a>(Measure, ScopedRef<'a>);
+
+impl hashbrown::Equivalent<Meter> for MeterRef<'_> {
+    fn equivalent(&self, key: &Meter) -> bool {
+        self.0 == key.0 && self.1.equivalent(&key.1)
+    }
+}
+
+impl From<&MeterRef<'_>> for Meter {
+    fn from(r: &MeterRef<'_>) -> Self {
+        Meter(r.0, Scoped::from(&r.1))
+    }
 }
 
 /// `[governance]` settings the runtime needs.
@@ -392,17 +439,18 @@ impl Governance {
     ) -> Result<Admission, GatewayError> {
         let snapshot = self.snapshot.load();
         if let Some(id) = identity {
-            let before: Vec<String> = plan
-                .iter()
-                .map(|t| format!("{}/{}", t.provider.name, t.model))
-                .collect();
-            plan.retain(|t| model_allowed(&id.policy, requested_model, &t.provider.name, &t.model));
-            if plan.is_empty() {
+            let allowed =
+                |t: &Target| model_allowed(&id.policy, requested_model, &t.provider.name, &t.model);
+            if !plan.iter().any(allowed) {
                 let allowed = if id.policy.allow_models.is_empty() {
                     "any model not denied".to_owned()
                 } else {
                     id.policy.allow_models.join(", ")
                 };
+                let planned: Vec<String> = plan
+                    .iter()
+                    .map(|t| format!("{}/{}", t.provider.name, t.model))
+                    .collect();
                 return Err(err(
                     ErrorKind::Forbidden,
                     StatusCode::FORBIDDEN,
@@ -410,10 +458,11 @@ impl Governance {
                         "virtual key {} ({}) may not use model `{requested_model}` ({}); it may use: {allowed}",
                         keys::display(&id.key_id),
                         id.key_name,
-                        before.join(", ")
+                        planned.join(", ")
                     ),
                 ));
             }
+            plan.retain(allowed);
         }
         let now = now_ms();
         let mut admission = Admission {
@@ -422,40 +471,41 @@ impl Governance {
         };
 
         // Rate limits: key, team, model (requested name and the first target).
-        let mut scopes: Vec<(ScopeKind, String)> = Vec::new();
+        let served = plan
+            .first()
+            .map(|t| format!("{}/{}", t.provider.name, t.model))
+            .filter(|s| s != requested_model);
+        let mut scopes: Vec<ScopedRef<'_>> = Vec::with_capacity(4);
         if let Some(id) = identity {
-            scopes.push((ScopeKind::Key, id.key_id.clone()));
-            scopes.push((ScopeKind::Team, id.team_id.clone()));
+            scopes.push(ScopedRef(ScopeKind::Key, &id.key_id));
+            scopes.push(ScopedRef(ScopeKind::Team, &id.team_id));
         }
-        scopes.push((ScopeKind::Model, requested_model.to_owned()));
-        if let Some(t) = plan.first() {
-            let served = format!("{}/{}", t.provider.name, t.model);
-            if served != requested_model {
-                scopes.push((ScopeKind::Model, served));
-            }
+        scopes.push(ScopedRef(ScopeKind::Model, requested_model));
+        if let Some(served) = &served {
+            scopes.push(ScopedRef(ScopeKind::Model, served));
         }
-        let limits: Vec<(ScopeKind, String, RateLimit)> = scopes
+        let limits: Vec<(ScopedRef<'_>, &RateLimit)> = scopes
             .iter()
-            .flat_map(|(k, id)| {
+            .flat_map(|scope| {
                 snapshot
                     .limits
-                    .get(&(*k, id.clone()))
+                    .get(scope)
                     .into_iter()
                     .flatten()
-                    .map(move |l| (*k, id.clone(), l.clone()))
+                    .map(move |l| (*scope, l))
             })
             .collect();
         if !limits.is_empty() {
             let mut minutes = lock(&self.counters.minutes);
-            for (kind, id, limit) in &limits {
+            for (scope, limit) in &limits {
                 if let Some(rpm) = limit.rpm {
                     let c = minutes
-                        .entry(format!("rpm:{}:{id}", kind.as_str()))
+                        .entry_ref(&MeterRef(Measure::Requests, *scope))
                         .or_default();
                     if c.count(now) + 1 > rpm {
                         return Err(rate_limited(
-                            *kind,
-                            id,
+                            scope.0,
+                            scope.1,
                             &format!("{rpm} requests per minute"),
                             c.retry_after_secs(now, rpm),
                         ));
@@ -463,46 +513,50 @@ impl Governance {
                 }
                 if let Some(tpm) = limit.tpm {
                     let c = minutes
-                        .entry(format!("tpm:{}:{id}", kind.as_str()))
+                        .entry_ref(&MeterRef(Measure::Tokens, *scope))
                         .or_default();
                     if c.count(now) >= tpm {
                         return Err(rate_limited(
-                            *kind,
-                            id,
+                            scope.0,
+                            scope.1,
                             &format!("{tpm} tokens per minute"),
                             c.retry_after_secs(now, tpm),
                         ));
                     }
                 }
             }
-            for (kind, id, limit) in &limits {
+            for (scope, limit) in &limits {
                 if limit.rpm.is_some() {
                     minutes
-                        .entry(format!("rpm:{}:{id}", kind.as_str()))
+                        .entry_ref(&MeterRef(Measure::Requests, *scope))
                         .or_default()
                         .add(now, 1);
                 }
                 if limit.tpm.is_some() {
-                    admission.tpm.push(format!("tpm:{}:{id}", kind.as_str()));
+                    admission
+                        .tpm
+                        .push(Meter::from(&MeterRef(Measure::Tokens, *scope)));
                 }
             }
             drop(minutes);
-            let mut in_flight = lock(&self.counters.in_flight);
-            for (kind, id, limit) in &limits {
-                if let Some(max) = limit.concurrency {
-                    let counter = in_flight
-                        .entry(format!("conc:{}:{id}", kind.as_str()))
-                        .or_default()
-                        .clone();
-                    match try_take(&counter, max) {
-                        Some(slot) => admission._slots.push(slot),
-                        None => {
-                            return Err(rate_limited(
-                                *kind,
-                                id,
-                                &format!("{max} concurrent requests"),
-                                1,
-                            ));
+            if limits.iter().any(|(_, l)| l.concurrency.is_some()) {
+                let mut in_flight = lock(&self.counters.in_flight);
+                for (scope, limit) in &limits {
+                    if let Some(max) = limit.concurrency {
+                        let counter = in_flight
+                            .entry_ref(&MeterRef(Measure::Concurrent, *scope))
+                            .or_default()
+                            .clone();
+                        match try_take(&counter, max) {
+                            Some(slot) => admission._slots.push(slot),
+                            None => {
+                                return Err(rate_limited(
+                                    scope.0,
+                                    scope.1,
+                                    &format!("{max} concurrent requests"),
+                                    1,
+                                ));
+                            }
                         }
                     }
                 }
@@ -511,16 +565,10 @@ impl Governance {
 
         // Budgets: every level the identity belongs to.
         if let Some(id) = identity {
-            let budget_ids: Vec<String> = id
+            let budget_ids: Vec<&String> = id
                 .scopes()
                 .into_iter()
-                .flat_map(|(k, v)| {
-                    snapshot
-                        .budgets
-                        .get(&(k, v.to_owned()))
-                        .cloned()
-                        .unwrap_or_default()
-                })
+                .flat_map(|(k, v)| snapshot.budgets.get(&ScopedRef(k, v)).into_iter().flatten())
                 .collect();
             if !budget_ids.is_empty() {
                 let output = max_output_tokens.unwrap_or(self.settings.default_output_tokens);
@@ -535,16 +583,16 @@ impl Governance {
                     .unwrap_or(0);
                 let mut counters = lock(&self.counters.budgets);
                 for bid in &budget_ids {
-                    if let Some(c) = counters.get_mut(bid)
+                    if let Some(c) = counters.get_mut(*bid)
                         && let Err(state) = c.has_room(now)
                     {
                         return Err(budget_exceeded(&c.budget, id, &state));
                     }
                 }
                 for bid in budget_ids {
-                    if let Some(c) = counters.get_mut(&bid) {
+                    if let Some(c) = counters.get_mut(bid) {
                         c.reserve(estimate);
-                        admission.reservations.push((bid, estimate));
+                        admission.reservations.push((bid.clone(), estimate));
                     }
                 }
             }
@@ -617,6 +665,13 @@ impl Governance {
 }
 
 fn model_allowed(policy: &KeyPolicy, requested: &str, provider: &str, model: &str) -> bool {
+    if policy.allow_models.is_empty()
+        && policy.deny_models.is_empty()
+        && policy.allow_providers.is_empty()
+        && policy.deny_providers.is_empty()
+    {
+        return true;
+    }
     let served = format!("{provider}/{model}");
     let matches = |pattern: &String| {
         glob_match(pattern, &served) || glob_match(pattern, requested) || glob_match(pattern, model)
@@ -736,13 +791,8 @@ impl RecordSink for GovernanceSink {
         gov.settle(&mut admission, cost, tokens, now_ms());
         let identity = admission.identity.clone();
         drop(admission);
-        let entry = audit_entry(
-            &record,
-            identity.as_deref(),
-            ts,
-            gov.settings.max_body_bytes,
-        );
-        let _ = crate::engine::record::LogSink.submit(record);
+        crate::engine::record::LogSink::log(&record);
+        let entry = audit_entry(record, identity.as_deref(), ts, gov.settings.max_body_bytes);
         gov.audit.submit(entry)
     }
 }
@@ -758,18 +808,14 @@ pub fn action_label(action: sluice_shared::guardrails::Action) -> &'static str {
     }
 }
 
-fn audit_entry(
-    r: &RequestRecord,
-    id: Option<&Identity>,
-    ts_ms: i64,
-    max_body: usize,
-) -> AuditEntry {
+/// The audit entry for a finished request; consumes the record (its strings move).
+fn audit_entry(r: RequestRecord, id: Option<&Identity>, ts_ms: i64, max_body: usize) -> AuditEntry {
     let content = id.map(|i| i.policy.content_logging).unwrap_or_default();
     let (provider, model) = match r.served_by.as_deref().and_then(|s| s.split_once('/')) {
         Some((p, m)) => (Some(p.to_owned()), Some(m.to_owned())),
         None => (None, None),
     };
-    let usage = r.usage.clone().unwrap_or_default();
+    let usage = r.usage.unwrap_or_default();
     let cut = |b: &Option<bytes::Bytes>| {
         b.as_ref().map(|b| {
             let text = String::from_utf8_lossy(&b[..b.len().min(max_body)]).into_owned();
@@ -781,7 +827,7 @@ fn audit_entry(
         })
     };
     AuditEntry {
-        request_id: r.request_id.clone(),
+        request_id: r.request_id,
         ts_ms,
         source: "gateway".into(),
         org_id: id.map(|i| i.org_id.clone()),
@@ -789,34 +835,33 @@ fn audit_entry(
         user_id: id.and_then(|i| i.user_id.clone()),
         device_id: id.and_then(|i| i.device_id.clone()),
         key_id: id.map(|i| i.key_id.clone()),
-        app: r.app.clone(),
+        app: r.app,
         process: None,
         api: r.api.to_owned(),
-        requested_model: r.requested_model.clone(),
+        requested_model: r.requested_model,
         provider,
         model,
         attempts: r
             .attempts
-            .iter()
+            .into_iter()
             .map(|a| {
-                let (status, detail) = match &a.outcome {
-                    AttemptOutcome::Ok { status } => (Some(*status), None),
-                    AttemptOutcome::Status { status, message } => {
-                        (Some(*status), Some(message.clone()))
-                    }
+                let outcome = a.outcome.label().to_owned();
+                let (status, detail) = match a.outcome {
+                    AttemptOutcome::Ok { status } => (Some(status), None),
+                    AttemptOutcome::Status { status, message } => (Some(status), Some(message)),
                     AttemptOutcome::Connect { message }
                     | AttemptOutcome::Protocol { message }
                     | AttemptOutcome::StreamError { message }
-                    | AttemptOutcome::Saturated { message } => (None, Some(message.clone())),
-                    AttemptOutcome::Skipped { reason } => (None, Some(reason.clone())),
+                    | AttemptOutcome::Saturated { message } => (None, Some(message)),
+                    AttemptOutcome::Skipped { reason } => (None, Some(reason)),
                     AttemptOutcome::HeaderTimeout | AttemptOutcome::IdleTimeout => (None, None),
                 };
                 AuditAttempt {
-                    provider: a.provider.clone(),
-                    model: a.model.clone(),
-                    key_id: a.key_id.clone(),
+                    provider: a.provider,
+                    model: a.model,
+                    key_id: a.key_id,
                     duration_ms: a.duration.as_secs_f64() * 1000.0,
-                    outcome: a.outcome.label().to_owned(),
+                    outcome,
                     status,
                     detail,
                 }
@@ -829,11 +874,8 @@ fn audit_entry(
         priced: r.cost.priced,
         latency_ms: r.latency.as_secs_f64() * 1000.0,
         status: r.status,
-        outcome: serde_json::to_value(&r.outcome)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
-        error: r.error_message.clone(),
+        outcome: r.outcome.label().to_owned(),
+        error: r.error_message,
         guardrails: r
             .guardrails
             .iter()
