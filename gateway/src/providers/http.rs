@@ -96,3 +96,29 @@ impl SendError {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The TLS stack (crypto provider, platform trust store) sets up, and an `https://`
+    /// call that cannot connect fails as a connect error instead of panicking.
+    #[tokio::test]
+    async fn https_client_builds_and_reports_connect_failures() {
+        let client = HttpClient::new(Duration::from_secs(2));
+        assert!(client.is_ok(), "{:?}", client.err());
+        let Ok(client) = client else { return };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(9);
+        // The listener is gone: nothing accepts on this port.
+        let request = http::Request::post(format!("https://127.0.0.1:{port}/v1/chat/completions"))
+            .body(RequestBody::new(Bytes::from_static(b"{}")));
+        assert!(request.is_ok());
+        let Ok(request) = request else { return };
+        let error = client.send(request).await.err();
+        let message = error.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("onnect"), "{message}");
+    }
+}
