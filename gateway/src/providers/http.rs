@@ -24,7 +24,49 @@ pub type RequestBody = Full<Bytes>;
 /// A pooled HTTP/1.1 and HTTP/2 (by ALPN) client for one provider.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    inner: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    inner: Client<ConnectTimeout<HttpsConnector<HttpConnector>>, RequestBody>,
+}
+
+/// A connector whose whole connection setup (DNS, TCP and TLS) must finish within
+/// `timeout`; otherwise it fails with [`std::io::ErrorKind::TimedOut`].
+#[derive(Clone, Debug)]
+pub struct ConnectTimeout<C> {
+    inner: C,
+    timeout: Duration,
+}
+
+impl<C> tower_service::Service<http::Uri> for ConnectTimeout<C>
+where
+    C: tower_service::Service<http::Uri> + Send,
+    C::Future: Send + 'static,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = C::Response;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<C::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(result) => result.map_err(Into::into),
+                Err(_) => Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connect timeout ({} ms, TCP and TLS)", timeout.as_millis()),
+                )) as Self::Error),
+            }
+        })
+    }
 }
 
 /// Why the client could not be built.
@@ -58,6 +100,11 @@ impl HttpClient {
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(http);
+        // The TCP timeout above does not cover the TLS handshake: bound both together.
+        let https = ConnectTimeout {
+            inner: https,
+            timeout: connect_timeout,
+        };
         let inner = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
@@ -120,5 +167,29 @@ mod tests {
         let error = client.send(request).await.err();
         let message = error.map(|e| e.to_string()).unwrap_or_default();
         assert!(message.contains("onnect"), "{message}");
+    }
+
+    /// A server that accepts TCP but never answers the TLS handshake is cut off by the
+    /// connect timeout (not left to the much longer response-header timeout).
+    #[tokio::test]
+    async fn connect_timeout_covers_the_tls_handshake() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0");
+        assert!(listener.is_ok());
+        let Ok(listener) = listener else { return };
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(9);
+        let client = HttpClient::new(Duration::from_millis(200));
+        let Ok(client) = client else { return };
+        let request = http::Request::post(format!("https://127.0.0.1:{port}/v1/messages"))
+            .body(RequestBody::new(Bytes::from_static(b"{}")));
+        let Ok(request) = request else { return };
+        let outcome = tokio::time::timeout(Duration::from_secs(20), client.send(request)).await;
+        assert!(outcome.is_ok(), "the connect timeout did not fire");
+        let Ok(result) = outcome else { return };
+        let error = result.err();
+        assert!(
+            error.as_ref().is_some_and(SendError::is_timeout),
+            "{error:?}"
+        );
+        drop(listener);
     }
 }
