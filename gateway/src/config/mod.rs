@@ -208,7 +208,8 @@ pub struct ProviderConfig {
     /// Azure only: the `api-version` query parameter. Default `2024-10-21`.
     #[serde(default)]
     pub api_version: Option<String>,
-    /// Time allowed to open a connection (TCP + TLS). Default 5000 ms.
+    /// Time allowed to open a connection: DNS, TCP and the TLS handshake together.
+    /// Default 5000 ms.
     #[serde(default)]
     pub connect_timeout_ms: Option<u64>,
     /// Time allowed from sending the request to receiving response headers. For
