@@ -89,10 +89,7 @@ impl HandleCache {
     const MAX: usize = 4096;
 
     fn counter(&mut self, series: SeriesRef<'_>, register: impl FnOnce() -> Counter) -> &Counter {
-        if self.counters.len() >= Self::MAX && !self.counters.contains_key(&series) {
-            self.counters.clear();
-        }
-        self.counters.entry_ref(&series).or_insert_with(register)
+        cached(&mut self.counters, series, register)
     }
 
     fn histogram(
@@ -100,11 +97,21 @@ impl HandleCache {
         series: SeriesRef<'_>,
         register: impl FnOnce() -> Histogram,
     ) -> &Histogram {
-        if self.histograms.len() >= Self::MAX && !self.histograms.contains_key(&series) {
-            self.histograms.clear();
-        }
-        self.histograms.entry_ref(&series).or_insert_with(register)
+        cached(&mut self.histograms, series, register)
     }
+}
+
+/// The handle for `series`, registered on first use; the map is cleared when it reaches
+/// [`HandleCache::MAX`] series.
+fn cached<'m, H>(
+    map: &'m mut hashbrown::HashMap<Series, H>,
+    series: SeriesRef<'_>,
+    register: impl FnOnce() -> H,
+) -> &'m H {
+    if map.len() >= HandleCache::MAX && !map.contains_key(&series) {
+        map.clear();
+    }
+    map.entry_ref(&series).or_insert_with(register)
 }
 
 impl From<&SeriesRef<'_>> for Series {

@@ -326,6 +326,30 @@ impl Gateway {
         Ok(self.http.get(self.url(path)).send().await?.json().await?)
     }
 
+    /// Audit records from the admin API, polling until at least `n` exist (the audit
+    /// writer commits asynchronously) or 20 s have passed.
+    pub async fn audit_at_least(&self, admin_token: &str, n: usize) -> anyhow::Result<Vec<Value>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let page: Value = self
+                .http
+                .get(self.url("/api/v1/audit?limit=1000"))
+                .bearer_auth(admin_token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let records = page["data"].as_array().cloned().unwrap_or_default();
+            if records.len() >= n {
+                return Ok(records);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("only {} audit records, wanted {n}", records.len());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// `GET /metrics` as text.
     pub async fn metrics(&self) -> anyhow::Result<String> {
         Ok(self

@@ -156,22 +156,7 @@ admin_token = "env:ADMIN_TOKEN"
 
     /// Audit records, polling until at least `n` exist (the writer is asynchronous).
     async fn audit_at_least(&self, n: usize) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let (_, v) = self
-                .admin(reqwest::Method::GET, "/audit?limit=1000", None)
-                .await;
-            let records = v["data"].as_array().cloned().unwrap_or_default();
-            if records.len() >= n {
-                return records;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "only {} audit records, wanted {n}",
-                records.len()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.gw.audit_at_least(ADMIN, n).await.unwrap()
     }
 
     fn verify(&self) -> (bool, String) {

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::{Value, json};
 use sluice_tests::harness::{Gateway, MockProvider, sse_events};
@@ -506,30 +504,7 @@ impl Governed {
 
     /// Audit records, polling until at least `n` exist (the writer is asynchronous).
     async fn audit_at_least(&self, n: usize) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let v: Value = self
-                .gw
-                .http
-                .get(self.gw.url("/api/v1/audit?limit=1000"))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let records = v["data"].as_array().cloned().unwrap_or_default();
-            if records.len() >= n {
-                return records;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "only {} audit records, wanted {n}",
-                records.len()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.gw.audit_at_least(ADMIN, n).await.unwrap()
     }
 }
 
