@@ -155,6 +155,38 @@ def ttfb_samples(url, model, n):
     return {"p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1]}
 
 
+def overhead_buckets(url):
+    """The gateway's own `sluice_gateway_overhead_seconds` histogram (request time minus
+    upstream time), summed over its `api` labels: {upper bound in seconds: cumulative count}."""
+    with urllib.request.urlopen(url + "/metrics") as r:
+        text = r.read().decode()
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith("sluice_gateway_overhead_seconds_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def bucket_quantile(before, after, q):
+    """Quantile (µs) of the samples recorded between two snapshots, interpolated linearly
+    inside the bucket it falls in."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0
+    if total <= 0:
+        return float("nan")
+    lower, below = 0.0, 0.0
+    for bound, count in zip(bounds, counts):
+        if count >= q * total:
+            if bound == float("inf"):
+                return lower * 1e6
+            return (lower + (bound - lower) * (q * total - below) / max(count - below, 1e-9)) * 1e6
+        lower, below = bound, count
+    return float("nan")
+
+
 def machine():
     cpu = "unknown"
     try:
@@ -198,6 +230,8 @@ fallbacks = ["secondary/gpt-4o-mini"]
 
 
 ADMIN_TOKEN = "bench-admin-token-0123456789"
+# The paths that are a sluice-gateway (they expose its own overhead histogram).
+GATEWAYS = ("gateway", "gov", "guard")
 
 
 def admin(base, path, body):
@@ -277,11 +311,20 @@ def main():
             for round_ in range(args.repeats):
                 order = names[round_ % len(names):] + names[:round_ % len(names)]
                 for name in order:
+                    own = name in GATEWAYS
+                    before = overhead_buckets(targets[name]) if own else None
                     r = oha(oha_bin, targets[name] + "/v1/chat/completions", args.secs, rate=rate, conns=64,
                             key=keys.get(name, "bench"))
+                    if own:
+                        # What the gateway itself spends on each request (its own histogram),
+                        # free of the extra loopback hop that any proxy pays.
+                        after = overhead_buckets(targets[name])
+                        r["own_p50_us"] = bucket_quantile(before, after, 0.5)
+                        r["own_p99_us"] = bucket_quantile(before, after, 0.99)
                     runs[name].append(r)
                     print(f"  {rate:>6} rps  {name:<8} p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
-                          f"achieved {r['rps']:.0f} rps  ok {r['ok_ratio']:.4f}", file=sys.stderr)
+                          f"achieved {r['rps']:.0f} rps  ok {r['ok_ratio']:.4f}"
+                          + (f"  in-gateway p50 {r['own_p50_us']:.1f} µs" if own else ""), file=sys.stderr)
             for name, rs in runs.items():
                 med = {k: statistics.median(x[k] for x in rs) for k in ("rps", "p50_ms", "p99_ms")}
                 med["ok_ratio"] = min(x["ok_ratio"] for x in rs)
@@ -295,6 +338,14 @@ def main():
                                                for x, d in zip(rs, runs["direct"])]
                 med["p50_overhead_us"] = statistics.median(med["p50_overhead_runs_us"])
                 med["p99_overhead_us"] = statistics.median(med["p99_overhead_runs_us"])
+                # Over the minimal proxy of the same round: what the gateway adds beyond
+                # the hop itself.
+                med["p50_over_proxy_us"] = statistics.median(
+                    (x["p50_ms"] - p["p50_ms"]) * 1000 for x, p in zip(rs, runs["proxy"]))
+                if name in GATEWAYS:
+                    med["own_p50_runs_us"] = [round(x["own_p50_us"], 1) for x in rs]
+                    med["own_p50_us"] = statistics.median(x["own_p50_us"] for x in rs)
+                    med["own_p99_us"] = statistics.median(x["own_p99_us"] for x in rs)
                 results["fixed"].setdefault(str(rate), {})[name] = med
             results["rss_mb"][f"gateway_after_{rate}"] = gw.rss_mb()
         servers = {"direct": mock, "proxy": proxy, "gateway": gw, "gov": gov, "guard": guard}
@@ -389,6 +440,18 @@ def report(r, rates):
         print(f"| {rate} | {f['proxy']['p50_overhead_us']:.0f} | {base:.0f} | {f['gov']['p50_overhead_us']:.0f} | "
               f"{ratio(f['gov']['p50_overhead_us']):.2f} | {f['guard']['p50_overhead_us']:.0f} | "
               f"{ratio(f['guard']['p50_overhead_us']):.2f} | {f['gateway']['p99_overhead_us']:.0f} |")
+    print("\n### What the gateway adds beyond the hop, and what it spends itself (p50, µs)\n")
+    print("Over the minimal proxy: median of the per-round differences. In-gateway: the gateway's own")
+    print("`sluice_gateway_overhead_seconds` histogram over the same runs (request time minus upstream")
+    print("time; read off its buckets), median of the rounds.\n")
+    print("| offered rps | path | over the minimal proxy | in-gateway p50 | in-gateway p99 | in-gateway p50 per round |")
+    print("|---|---|---|---|---|---|")
+    for rate in rates:
+        f = r["fixed"][str(rate)]
+        for name in GATEWAYS:
+            x = f[name]
+            print(f"| {rate} | {name} | {x['p50_over_proxy_us']:.0f} | {x['own_p50_us']:.1f} | {x['own_p99_us']:.1f} | "
+                  f"{', '.join(f'{v:.1f}' for v in x['own_p50_runs_us'])} |")
     print("\nPer-round p50 overheads (µs):\n")
     for rate in rates:
         f = r["fixed"][str(rate)]
