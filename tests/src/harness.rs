@@ -1,5 +1,5 @@
 //! Starting the workspace's real binaries for tests: each prints
-//! `listening on http://ADDR` on stdout once it is ready, and [`ChildServer`] waits for it.
+//! `listening on http://ADDR` (`https://` for a TLS server) on stdout once it is ready, and [`ChildServer`] waits for it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 /// debug build on a loaded 2-core CI machine can be slow to start.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 
-const READY_PREFIX: &str = "listening on http://";
+const READY_PREFIX: &str = "listening on ";
 
 /// Path of a workspace binary built next to the running test executable.
 ///
@@ -43,7 +43,7 @@ pub fn bin_path(name: &str) -> anyhow::Result<PathBuf> {
 /// A server process started for a test, killed when dropped.
 pub struct ChildServer {
     pub addr: SocketAddr,
-    /// `http://ADDR`, without a trailing slash.
+    /// `http://ADDR` (or `https://` for a TLS server), without a trailing slash.
     pub base_url: String,
     child: Child,
     stdout_drain: JoinHandle<()>,
@@ -78,19 +78,21 @@ impl ChildServer {
         let mut seen = Vec::new();
         let wait_for_ready = async {
             while let Some(line) = lines.next_line().await? {
-                if let Some(addr) = line.trim().strip_prefix(READY_PREFIX) {
+                if let Some(url) = line.trim().strip_prefix(READY_PREFIX)
+                    && let Some((scheme, addr)) = url.split_once("://")
+                {
                     let addr: SocketAddr = addr
                         .trim_end_matches('/')
                         .parse()
                         .with_context(|| format!("bad address in ready line `{line}`"))?;
-                    return Ok(addr);
+                    return Ok((scheme.to_owned(), addr));
                 }
                 seen.push(line);
             }
             Err(anyhow!("stdout closed before the ready line"))
         };
-        let addr = match tokio::time::timeout(STARTUP_DEADLINE, wait_for_ready).await {
-            Ok(Ok(addr)) => addr,
+        let (scheme, addr) = match tokio::time::timeout(STARTUP_DEADLINE, wait_for_ready).await {
+            Ok(Ok(ready)) => ready,
             Ok(Err(error)) => {
                 let status = child.try_wait().ok().flatten();
                 bail!(
@@ -106,7 +108,7 @@ impl ChildServer {
         let stdout_drain = tokio::spawn(drain(lines));
         Ok(ChildServer {
             addr,
-            base_url: format!("http://{addr}"),
+            base_url: format!("{scheme}://{addr}"),
             child,
             stdout_drain,
         })

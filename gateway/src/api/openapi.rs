@@ -177,7 +177,7 @@ pub fn document() -> Value {
                     "window": {"enum": ["hour", "day", "week", "month"]}, "rolling": {"type": "boolean"},
                     "limit_usd": {"type": "number"}, "soft_fraction": {"type": "number"}, "id": {"type": "string"},
                 }), &["scope_kind", "scope_id", "window", "limit_usd"]),
-                "Provider": {"type": "object", "description": "the fields of a [providers.NAME] table: kind, base_url, keys [{value: \"env:VAR\", weight, id}], models, headers, api_version, connect_timeout_ms, header_timeout_ms, stream_idle_timeout_ms, max_concurrency, max_queue, queue_timeout_ms, max_retries, health", "required": ["kind"]},
+                "Provider": {"type": "object", "description": "the fields of a [providers.NAME] table: kind, base_url, keys [{value: \"env:VAR\", weight, id}], models, headers, api_version, ca_file (a path on the gateway host), connect_timeout_ms, header_timeout_ms, stream_idle_timeout_ms, max_concurrency, max_queue, queue_timeout_ms, max_retries, health", "required": ["kind"]},
                 "Alias": {"type": "object", "properties": {
                     "targets": {"type": "array", "items": {"type": "object", "properties": {"model": {"type": "string"}, "weight": {"type": "number"}}, "required": ["model"]}},
                     "fallbacks": {"type": "array", "items": {"type": "string"}},

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 
 pub use env::{Environment, MapEnv, ProcessEnv};
@@ -208,6 +209,12 @@ pub struct ProviderConfig {
     /// Azure only: the `api-version` query parameter. Default `2024-10-21`.
     #[serde(default)]
     pub api_version: Option<String>,
+    /// A PEM file of CA certificates to trust for this provider in addition to the
+    /// operating system's trust store: a self-hosted endpoint (vLLM, Ollama, an internal
+    /// proxy) whose certificate an internal CA issued. Only for an `https://` base URL;
+    /// read when the configuration is loaded.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Time allowed to open a connection: DNS, TCP and the TLS handshake together.
     /// Default 5000 ms.
     #[serde(default)]
@@ -363,6 +370,8 @@ pub struct ResolvedProvider {
     pub models: Vec<String>,
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub api_version: String,
+    /// Extra trusted roots from `ca_file` (empty: the operating system's store only).
+    pub ca_roots: Vec<CertificateDer<'static>>,
     pub connect_timeout: Duration,
     pub header_timeout: Duration,
     pub stream_idle_timeout: Duration,
@@ -616,6 +625,19 @@ impl Config {
                     ),
                 }
             }
+            let mut ca_roots = Vec::new();
+            if let Some(path) = &p.ca_file {
+                match load_ca_file(path) {
+                    Ok(roots) => ca_roots = roots,
+                    Err(m) => issue(format!("{at}.ca_file"), m),
+                }
+                if base.as_ref().is_some_and(|u| u.scheme() != "https") {
+                    issue(
+                        format!("{at}.ca_file"),
+                        "applies only to an https:// base_url".into(),
+                    );
+                }
+            }
             for (field, value) in [
                 ("connect_timeout_ms", p.connect_timeout_ms),
                 ("header_timeout_ms", p.header_timeout_ms),
@@ -656,6 +678,7 @@ impl Config {
                         .api_version
                         .clone()
                         .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.into()),
+                    ca_roots,
                     connect_timeout: Duration::from_millis(p.connect_timeout_ms.unwrap_or(5_000)),
                     header_timeout: Duration::from_millis(p.header_timeout_ms.unwrap_or(300_000)),
                     stream_idle_timeout: Duration::from_millis(
@@ -827,6 +850,7 @@ impl ProviderConfig {
             models: Vec::new(),
             headers: BTreeMap::new(),
             api_version: None,
+            ca_file: None,
             connect_timeout_ms: None,
             header_timeout_ms: None,
             stream_idle_timeout_ms: None,
@@ -837,6 +861,22 @@ impl ProviderConfig {
             health: HealthConfig::default(),
         }
     }
+}
+
+/// Reads a provider's `ca_file`: every certificate in a PEM file.
+fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let shown = path.display();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read `{shown}`: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("`{shown}` is not a PEM certificate file: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "`{shown}` holds no certificate (expected PEM blocks starting with -----BEGIN CERTIFICATE-----)"
+        ));
+    }
+    Ok(certs)
 }
 
 fn valid_name(name: &str) -> bool {
@@ -962,6 +1002,54 @@ targets = [{ model = "nope/gpt" }, { model = "gpt-4o" }]
 
         let err = validate("[guardrails.detectors.email]\nacton = \"block\"\n", &env).unwrap_err();
         assert!(err.to_string().contains("acton"), "{err}");
+    }
+
+    #[test]
+    fn ca_file_is_read_at_load_and_errors_name_their_path() {
+        let env = MapEnv::default();
+        let dir = tempfile::tempdir().unwrap();
+        let provider = |base: &str, file: &std::path::Path| {
+            format!(
+                "[providers.local]\nkind = \"vllm\"\nbase_url = \"{base}\"\nca_file = \"{}\"\n",
+                file.display()
+            )
+        };
+        let missing = dir.path().join("missing.pem");
+        let err = validate(&provider("https://vllm.internal/v1", &missing), &env).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("providers.local.ca_file") && text.contains("cannot read"),
+            "{text}"
+        );
+
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate\n").unwrap();
+        let text = validate(&provider("https://vllm.internal/v1", &garbage), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("providers.local.ca_file") && text.contains("holds no certificate"),
+            "{text}"
+        );
+
+        // A well-formed PEM block is loaded (whether it is a usable root is the TLS
+        // client's check when the provider is built).
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let cfg = validate(&provider("https://vllm.internal/v1", &pem), &env).unwrap();
+        assert_eq!(cfg.providers[0].ca_roots.len(), 1);
+
+        let text = validate(&provider("http://vllm.internal/v1", &pem), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("applies only to an https:// base_url"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! throughput benchmark is about. Timeouts other than connect (response headers, stream
 //! idle) are applied by the engine around the futures this client returns.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +17,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::CertificateDer;
 
 /// The request body type of provider calls: one complete buffer.
 pub type RequestBody = Full<Bytes>;
@@ -87,16 +88,46 @@ fn tls_config() -> Result<rustls::ClientConfig, ClientBuildError> {
         .map_err(ClientBuildError)
 }
 
+/// The operating system's trust store plus `extra_roots` (a provider's `ca_file`).
+fn tls_config_with_roots(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, ClientBuildError> {
+    let builder = rustls::ClientConfig::builder();
+    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
+        extra_roots.iter().cloned(),
+        builder.crypto_provider().clone(),
+    )
+    .map_err(|e| {
+        ClientBuildError(format!(
+            "the ca_file certificates are not usable as roots: {e}"
+        ))
+    })?;
+    // The platform verifier stands in for the default one; it still verifies everything.
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth())
+}
+
 impl HttpClient {
     /// A client whose connection attempts give up after `connect_timeout`; idle pooled
-    /// connections are closed after 90 s.
-    pub fn new(connect_timeout: Duration) -> Result<Self, ClientBuildError> {
+    /// connections are closed after 90 s. Servers are verified against the operating
+    /// system's trust store plus `extra_roots`.
+    pub fn new(
+        connect_timeout: Duration,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Result<Self, ClientBuildError> {
+        let tls = if extra_roots.is_empty() {
+            tls_config()?
+        } else {
+            tls_config_with_roots(extra_roots)?
+        };
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config()?)
+            .with_tls_config(tls)
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(http);
@@ -152,7 +183,7 @@ mod tests {
     /// call that cannot connect fails as a connect error instead of panicking.
     #[tokio::test]
     async fn https_client_builds_and_reports_connect_failures() {
-        let client = HttpClient::new(Duration::from_secs(2));
+        let client = HttpClient::new(Duration::from_secs(2), &[]);
         assert!(client.is_ok(), "{:?}", client.err());
         let Ok(client) = client else { return };
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -177,7 +208,7 @@ mod tests {
         assert!(listener.is_ok());
         let Ok(listener) = listener else { return };
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(9);
-        let client = HttpClient::new(Duration::from_millis(200));
+        let client = HttpClient::new(Duration::from_millis(200), &[]);
         let Ok(client) = client else { return };
         let request = http::Request::post(format!("https://127.0.0.1:{port}/v1/messages"))
             .body(RequestBody::new(Bytes::from_static(b"{}")));

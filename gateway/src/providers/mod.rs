@@ -95,7 +95,8 @@ pub struct UpstreamCall {
 
 impl Provider {
     pub fn new(cfg: ResolvedProvider, epoch: Instant) -> Result<Self, String> {
-        let client = http::HttpClient::new(cfg.connect_timeout).map_err(|e| e.to_string())?;
+        let client =
+            http::HttpClient::new(cfg.connect_timeout, &cfg.ca_roots).map_err(|e| e.to_string())?;
         let protocol = cfg.kind.protocol();
         let base_url = cfg.base_url.as_str().trim_end_matches('/').to_owned();
         let fixed_urls = FIXED_PATHS

@@ -2,6 +2,7 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -21,6 +22,12 @@ struct Cli {
     /// Sleep this long between streamed events.
     #[arg(long, default_value_t = 0)]
     chunk_delay_ms: u64,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs `--tls-key`.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -36,12 +43,20 @@ async fn main() -> anyhow::Result<()> {
         latency: Duration::from_millis(cli.latency_ms),
         chunk_delay: Duration::from_millis(cli.chunk_delay_ms),
     };
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => Some(mock::tls_config(cert, key)?),
+        _ => None,
+    };
     let (listener, addr) = mock::bind(cli.listen).await?;
     // Tests wait for exactly this line; nothing else goes to stdout.
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on http://{addr}")?;
+    writeln!(stdout, "listening on {scheme}://{addr}")?;
     stdout.flush()?;
     drop(stdout);
-    mock::serve(listener, options).await?;
+    match tls {
+        Some(tls) => mock::serve_tls(listener, options, tls).await?,
+        None => mock::serve(listener, options).await?,
+    }
     Ok(())
 }
