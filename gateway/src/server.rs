@@ -32,7 +32,11 @@ use crate::governance::{Governance, GovernanceSettings, GovernanceSink};
 use crate::guardrails::Guardrails;
 use crate::providers::Provider;
 use crate::routing;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio_util::task::TaskTracker;
+
+mod self_wake;
+use self_wake::CoalesceSelfWakes;
 
 /// Shared by every handler.
 #[derive(Debug)]
@@ -165,24 +169,40 @@ pub async fn serve(config: ValidConfig, metrics: Option<PrometheusHandle>) -> an
     tracing::info!(%addr, providers = config.providers.len(), "sluice gateway ready");
 
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let app = app(state.clone());
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    let service = hyper_util::service::TowerToHyperService::new(app(state.clone()));
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut signal = std::pin::pin!(shutdown_signal());
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(error) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut signal => break,
+        };
         let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown({
-        let stop = stop.clone();
-        let state = state.clone();
-        async move {
-            shutdown_signal().await;
-            state.shutting_down.store(true, Ordering::Relaxed);
-            tracing::info!("shutting down: no new connections; waiting for in-flight requests");
-            stop.notify_one();
-        }
-    });
-    let served = tokio::select! {
-        result = server.into_future() => result.map_err(anyhow::Error::from),
-        _ = async { stop.notified().await; tokio::time::sleep(grace).await } => {
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(tcp), service.clone())
+            .into_owned();
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = CoalesceSelfWakes::new(connection).await {
+                tracing::trace!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    state.shutting_down.store(true, Ordering::Relaxed);
+    tracing::info!("shutting down: no new connections; waiting for in-flight requests");
+    let served: anyhow::Result<()> = tokio::select! {
+        () = connections.shutdown() => Ok(()),
+        () = tokio::time::sleep(grace) => {
             tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
             Ok(())
         }
