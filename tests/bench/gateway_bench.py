@@ -155,6 +155,39 @@ def ttfb_samples(url, model, n):
     return {"p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1]}
 
 
+def sequential_samples(url, model, n, key="bench"):
+    """One client, one keep-alive connection, one request at a time (a developer's coding
+    agent): per-request latency in µs, as the median and p99 of `n` requests."""
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"model": model, "max_tokens": 16,
+                       "messages": [{"role": "user", "content": "Say hello to the benchmark"}]}).encode()
+    req = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+           f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
+    s = socket.create_connection((host, int(port)))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    samples = []
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            s.sendall(req)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise RuntimeError(f"{url} closed the connection")
+                buf += chunk
+            head, _, rest = buf.partition(b"\r\n\r\n")
+            length = next(int(l.split(b":", 1)[1]) for l in head.split(b"\r\n")
+                          if l.lower().startswith(b"content-length:"))
+            while len(rest) < length:
+                rest += s.recv(65536)
+            samples.append((time.perf_counter() - t0) * 1e6)
+    finally:
+        s.close()
+    samples.sort()
+    return {"p50_us": statistics.median(samples), "p99_us": samples[int(len(samples) * 0.99) - 1]}
+
+
 def overhead_buckets(url):
     """The gateway's own `sluice_gateway_overhead_seconds` histogram (request time minus
     upstream time), summed over its `api` labels: {upper bound in seconds: cumulative count}."""
@@ -273,6 +306,9 @@ def main():
                     help="rounds per fixed load; paths run in a rotated order each round and the "
                          "median is reported (run-to-run noise on a small machine is tens of µs)")
     ap.add_argument("--ttft-samples", type=int, default=300)
+    ap.add_argument("--seq-requests", type=int, default=1000,
+                    help="requests per round of the one-client sequential run")
+    ap.add_argument("--seq-rounds", type=int, default=3)
     ap.add_argument("--soak-secs", type=int, default=0, help="also run the gateway this long at the top rate and track RSS")
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
@@ -299,7 +335,7 @@ def main():
     guard_key = bootstrap(guard.url)
     targets = {"direct": mock.url, "proxy": proxy.url, "gateway": gw.url, "gov": gov.url, "guard": guard.url}
     keys = {"gov": gov_key, "guard": guard_key}
-    results = {"machine": machine(), "fixed": {}, "max": {}, "ttft": {}, "rss_mb": {}}
+    results = {"machine": machine(), "fixed": {}, "max": {}, "sequential": {}, "ttft": {}, "rss_mb": {}}
     try:
         # Warm every path (connection pools, allocator) before measuring.
         for name, url in targets.items():
@@ -375,6 +411,22 @@ def main():
             results["max"][name] = med
         results["rss_mb"]["gateway_after_max"] = gw.rss_mb()
         results["rss_mb"]["gov_after_max"] = gov.rss_mb()
+        # One client at a time (no concurrency): the latency a single developer sees.
+        seq_runs = {name: [] for name in names}
+        for round_ in range(args.seq_rounds):
+            order = names[round_ % len(names):] + names[:round_ % len(names)]
+            for name in order:
+                model = "gpt-4o-mini" if name in ("direct", "proxy") else "default"
+                seq_runs[name].append(sequential_samples(targets[name], model, args.seq_requests,
+                                                         keys.get(name, "bench")))
+        for name, rs in seq_runs.items():
+            results["sequential"][name] = {
+                "p50_us": statistics.median(x["p50_us"] for x in rs),
+                "p99_us": statistics.median(x["p99_us"] for x in rs),
+                "overhead_runs_us": [round(x["p50_us"] - d["p50_us"], 1) for x, d in zip(rs, seq_runs["direct"])],
+            }
+            results["sequential"][name]["overhead_us"] = statistics.median(
+                results["sequential"][name]["overhead_runs_us"])
         ttfb_samples(mock.url, "gpt-4o-mini", 20)
         ttfb_samples(gw.url, "default", 20)
         results["ttft"]["direct"] = ttfb_samples(mock.url, "gpt-4o-mini", args.ttft_samples)
@@ -463,6 +515,12 @@ def report(r, rates):
     for name, x in r["max"].items():
         print(f"| {name} | {x['rps']:.0f} | {x['ratio_to_proxy']:.2f} | {x['p50_ms']:.3f} | {x['p99_ms']:.3f} | "
               f"{x['cpu_us_per_req']:.1f} | {x['mock_cpu_us_per_req']:.1f} | {', '.join(str(v) for v in x['rps_runs'])} |")
+    print("\n### One client, sequential requests on one keep-alive connection (µs; median of the rounds)\n")
+    print("| path | p50 | p99 | p50 over direct | per round |")
+    print("|---|---|---|---|---|")
+    for name, x in r["sequential"].items():
+        print(f"| {name} | {x['p50_us']:.0f} | {x['p99_us']:.0f} | {x['overhead_us']:.0f} | "
+              f"{', '.join(f'{v:.0f}' for v in x['overhead_runs_us'])} |")
     t = r["ttft"]
     print("\n### Streaming time to first token (sequential)\n")
     print("| path | p50 ms | p99 ms |")
