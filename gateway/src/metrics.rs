@@ -137,6 +137,18 @@ fn series<'a>(name: &'static str, a: &'a str, b: &'a str, c: &'a str, n: u16) ->
     SeriesRef { name, a, b, c, n }
 }
 
+/// Time spent scanning with guardrails (`direction`: `input` or `output`).
+pub fn guardrail_scan(direction: &'static str, elapsed: std::time::Duration) {
+    HANDLES.with_borrow_mut(|cache| {
+        cache
+            .histogram(
+                series("guardrail_scan", direction, "", "", 0),
+                || histogram!("sluice_guardrail_scan_seconds", "direction" => direction),
+            )
+            .record(elapsed.as_secs_f64());
+    });
+}
+
 /// Request started.
 pub fn request_started() {
     IN_FLIGHT.with(|g| g.increment(1.0));

@@ -1023,8 +1023,7 @@ impl ClientStream {
                 &g.decisions(),
                 sluice_shared::guardrails::Direction::Output,
             );
-            metrics::histogram!("sluice_guardrail_scan_seconds", "direction" => "output")
-                .record(g.scan_time().as_secs_f64());
+            crate::metrics::guardrail_scan("output", g.scan_time());
         }
     }
 

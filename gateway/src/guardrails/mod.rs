@@ -129,8 +129,7 @@ pub fn request_json(body: &ClientBody) -> Option<Bytes> {
 }
 
 fn observe_scan(direction: &'static str, started: Instant) {
-    metrics::histogram!("sluice_guardrail_scan_seconds", "direction" => direction)
-        .record(started.elapsed().as_secs_f64());
+    crate::metrics::guardrail_scan(direction, started.elapsed());
 }
 
 /// The text of one answer field, guarded on its own (a Responses stream's final events
