@@ -206,13 +206,12 @@ pub async fn serve(config: ValidConfig, metrics: Option<PrometheusHandle>) -> an
     drop(listener);
     state.shutting_down.store(true, Ordering::Relaxed);
     tracing::info!("shutting down: no new connections; waiting for in-flight requests");
-    let served: anyhow::Result<()> = tokio::select! {
-        () = connections.shutdown() => Ok(()),
+    tokio::select! {
+        () = connections.shutdown() => {}
         () = tokio::time::sleep(grace) => {
             tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
-            Ok(())
         }
-    };
+    }
     // Drain the audit writer: everything answered is recorded before the process exits.
     if let Some(g) = &governance {
         g.audit.shutdown();
@@ -226,7 +225,7 @@ pub async fn serve(config: ValidConfig, metrics: Option<PrometheusHandle>) -> an
             "background tasks did not finish in time; unwritten audit records remain in the spill file"
         );
     }
-    served
+    Ok(())
 }
 
 /// Opens the governance store and starts its audit writer.

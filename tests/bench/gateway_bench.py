@@ -130,16 +130,22 @@ def oha(bin_, url, secs, rate=None, conns=64, key="bench"):
     }
 
 
+def chat_request(url, body, key="bench"):
+    """(host, port, the raw HTTP/1.1 bytes of a chat completion POST of `body`)."""
+    host, port = url.removeprefix("http://").split(":")
+    payload = json.dumps(body).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+            f"authorization: Bearer {key}\r\ncontent-length: {len(payload)}\r\n\r\n")
+    return host, int(port), head.encode() + payload
+
+
 def ttfb_samples(url, model, n):
     """Sequential streaming requests; time from sending to the first content byte."""
-    host, port = url.removeprefix("http://").split(":")
-    body = json.dumps({"model": model, "stream": True,
-                       "messages": [{"role": "user", "content": "stream please"}]}).encode()
-    req = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
-           f"authorization: Bearer bench\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
+    host, port, req = chat_request(url, {"model": model, "stream": True,
+                                         "messages": [{"role": "user", "content": "stream please"}]})
     samples = []
     for _ in range(n):
-        s = socket.create_connection((host, int(port)))
+        s = socket.create_connection((host, port))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         t0 = time.perf_counter()
         s.sendall(req)
@@ -158,12 +164,8 @@ def ttfb_samples(url, model, n):
 def sequential_samples(url, model, n, key="bench"):
     """One client, one keep-alive connection, one request at a time (a developer's coding
     agent): per-request latency in µs, as the median and p99 of `n` requests."""
-    host, port = url.removeprefix("http://").split(":")
-    body = json.dumps({"model": model, "max_tokens": 16,
-                       "messages": [{"role": "user", "content": "Say hello to the benchmark"}]}).encode()
-    req = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
-           f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
-    s = socket.create_connection((host, int(port)))
+    host, port, req = chat_request(url, dict(json.loads(BODY), model=model), key)
+    s = socket.create_connection((host, port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     samples = []
     try:

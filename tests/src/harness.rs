@@ -260,20 +260,49 @@ impl MockProvider {
         what: impl Fn(&Value) -> bool,
         deadline: Duration,
     ) -> anyhow::Result<Value> {
-        let give_up = tokio::time::Instant::now() + deadline;
-        loop {
-            let stats = self.stats().await?;
-            if what(&stats) {
-                return Ok(stats);
-            }
-            if tokio::time::Instant::now() >= give_up {
-                bail!(
-                    "mock stats did not reach the expected state within {deadline:?}; last: {stats}"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        poll_until(deadline, || self.stats(), |stats| what(stats))
+            .await
+            .map_err(|e| match e {
+                PollError::Read(e) => e,
+                PollError::TimedOut(last) => anyhow!(
+                    "mock stats did not reach the expected state within {deadline:?}; last: {last}"
+                ),
+            })
     }
+}
+
+/// Re-reads `read()` every 20 ms until `done` holds for what it returned, and returns that;
+/// once `deadline` has passed, fails with the last value read. For state that a server
+/// reaches in the background and exposes on an endpoint without a way to be notified.
+pub async fn poll_until<T, F, Fut>(
+    deadline: Duration,
+    mut read: F,
+    done: impl Fn(&T) -> bool,
+) -> Result<T, PollError<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let give_up = tokio::time::Instant::now() + deadline;
+    loop {
+        let value = read().await.map_err(PollError::Read)?;
+        if done(&value) {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= give_up {
+            return Err(PollError::TimedOut(value));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Why [`poll_until`] gave up.
+#[derive(Debug)]
+pub enum PollError<T> {
+    /// Reading failed.
+    Read(anyhow::Error),
+    /// The deadline passed; the last value read.
+    TimedOut(T),
 }
 
 /// A `sluice-gateway` process started from a TOML config written to a temporary file.
@@ -331,8 +360,7 @@ impl Gateway {
     /// Audit records from the admin API, polling until at least `n` exist (the audit
     /// writer commits asynchronously) or 20 s have passed.
     pub async fn audit_at_least(&self, admin_token: &str, n: usize) -> anyhow::Result<Vec<Value>> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
+        let read = || async {
             let page: Value = self
                 .http
                 .get(self.url("/api/v1/audit?limit=1000"))
@@ -341,15 +369,18 @@ impl Gateway {
                 .await?
                 .json()
                 .await?;
-            let records = page["data"].as_array().cloned().unwrap_or_default();
-            if records.len() >= n {
-                return Ok(records);
+            Ok(page["data"].as_array().cloned().unwrap_or_default())
+        };
+        poll_until(Duration::from_secs(20), read, |records: &Vec<Value>| {
+            records.len() >= n
+        })
+        .await
+        .map_err(|e| match e {
+            PollError::Read(e) => e,
+            PollError::TimedOut(records) => {
+                anyhow!("only {} audit records, wanted {n}", records.len())
             }
-            if tokio::time::Instant::now() >= deadline {
-                bail!("only {} audit records, wanted {n}", records.len());
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        })
     }
 
     /// `GET /metrics` as text.

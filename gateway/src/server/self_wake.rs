@@ -55,8 +55,7 @@ impl Wake for Shared {
             .compare_exchange(POLLING, WOKEN, Ordering::AcqRel, Ordering::Acquire)
         {
             // Inside our poll (this thread or another): the poll loop goes round again.
-            Ok(_) => {}
-            Err(WOKEN) => {}
+            Ok(_) | Err(WOKEN) => {}
             Err(_) => self.task.wake(),
         }
     }

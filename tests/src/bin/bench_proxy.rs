@@ -5,7 +5,6 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -119,18 +118,7 @@ async fn main() -> anyhow::Result<()> {
     drop(stdout);
 
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                eprintln!("accept failed: {error}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        if let Err(error) = stream.set_nodelay(true) {
-            eprintln!("set_nodelay failed: {error}");
-        }
+        let (stream, _) = sluice_tests::net::accept_nodelay(&listener).await;
         let upstream = Arc::clone(&upstream);
         tokio::spawn(async move {
             let service = service_fn(move |request| {
