@@ -1,5 +1,8 @@
 //! The audit writer: records go through a bounded channel to one batch writer that
 //! chains them (hash of the predecessor) and appends them to the store in transactions.
+//! The writer runs on its own thread (`sluice-audit`) with its own synchronous database
+//! handle ([`AuditAppender`]): chaining and the transaction never occupy a request
+//! worker, and a batch costs one wake-up of one thread.
 //!
 //! * The request path never waits (`try_send`). When the channel is full, the record is
 //!   appended to a local spill file instead and counted in
@@ -24,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use sluice_shared::audit::{AuditEntry, canonical_json, chain_hash};
 
-use super::store::{ChainedRecord, Store, StoreError};
+use super::store::{AuditAppender, ChainedRecord, Store, StoreError};
 
 /// `[governance.audit]`
 #[derive(Debug, Clone, Deserialize)]
@@ -193,9 +196,10 @@ impl AuditSink {
             pending: std::sync::atomic::AtomicBool::new(true),
         });
         let (seq, head) = store.audit_head().await?;
+        let appender = store.audit_appender()?;
         let stop = CancellationToken::new();
         let writer = Writer {
-            store,
+            appender,
             rx,
             spill: spill.clone(),
             next_seq: seq + 1,
@@ -203,7 +207,26 @@ impl AuditSink {
             batch_max: config.batch_max.max(1),
             flush: Duration::from_millis(config.flush_interval_ms),
         };
-        tasks.spawn(writer.run(stop.clone()));
+        // The writer gets a thread of its own: SQLite calls block, and a batch (chain
+        // hashes, one transaction) then runs start to finish without a hop to another
+        // thread. It still waits on the channel, its flush timer and the stop token
+        // through the runtime (`block_on`), so the request path talks to it as before.
+        let runtime = tokio::runtime::Handle::current();
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let writer_stop = stop.clone();
+        std::thread::Builder::new()
+            .name("sluice-audit".into())
+            .spawn(move || {
+                runtime.block_on(writer.run(writer_stop));
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| {
+                StoreError::Corrupt(format!("cannot start the audit writer thread: {e}"))
+            })?;
+        // Shutdown waits for the writer through the task tracker, as for any task.
+        tasks.spawn(async move {
+            let _ = done_rx.await;
+        });
         Ok(AuditSink {
             tx,
             spill,
@@ -257,7 +280,7 @@ fn spill_or_lose(spill: &Spill, entry: &AuditEntry) {
 }
 
 struct Writer {
-    store: Arc<dyn Store>,
+    appender: Box<dyn AuditAppender>,
     rx: mpsc::Receiver<Job>,
     spill: Arc<Spill>,
     next_seq: u64,
@@ -268,7 +291,7 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self, stop: CancellationToken) {
-        self.import_spills().await;
+        self.import_spills();
         loop {
             let first = tokio::select! {
                 job = self.rx.recv() => job,
@@ -292,9 +315,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.write(batch).await;
+            self.write(batch);
             if self.rx.is_empty() {
-                self.import_spills().await;
+                self.import_spills();
             }
         }
         // Drain what is still queued, then whatever spilled.
@@ -303,22 +326,22 @@ impl Writer {
         while let Some(job) = self.rx.recv().await {
             rest.push(job);
             if rest.len() >= self.batch_max {
-                self.write(std::mem::take(&mut rest)).await;
+                self.write(std::mem::take(&mut rest));
             }
         }
-        self.write(rest).await;
-        self.import_spills().await;
+        self.write(rest);
+        self.import_spills();
     }
 
     /// Chains and commits a batch; acknowledges strict waiters. On failure the entries go
     /// to the spill file (and the chain position is not consumed).
-    async fn write(&mut self, batch: Vec<Job>) {
+    fn write(&mut self, batch: Vec<Job>) {
         if batch.is_empty() {
             return;
         }
         let (entries, acks): (Vec<AuditEntry>, Vec<Option<oneshot::Sender<()>>>) =
             batch.into_iter().map(|j| (j.entry, j.ack)).unzip();
-        if let Err(entries) = self.commit(entries).await {
+        if let Err(entries) = self.commit(entries) {
             for e in &entries {
                 spill_or_lose(&self.spill, e);
             }
@@ -329,26 +352,13 @@ impl Writer {
         }
     }
 
-    async fn commit(&mut self, entries: Vec<AuditEntry>) -> Result<(), Vec<AuditEntry>> {
-        // Serializing and hashing a batch is CPU work of a few microseconds per record:
-        // done on the blocking pool so it never holds up a request's worker thread.
-        let (start, head, count) = (self.next_seq, self.head.clone(), entries.len());
-        let (records, seq, prev) = match tokio::task::spawn_blocking(move || {
-            chain(entries, start, head)
-        })
-        .await
-        {
-            Ok(done) => done,
-            Err(e) => {
-                // `chain` has no panicking path; this is a runtime shutting down under us.
-                metrics::counter!("sluice_audit_lost_total").increment(count as u64);
-                tracing::error!(error = %e, records = count, "audit records lost: the chaining task did not run");
-                return Ok(());
-            }
-        };
+    /// Chains `entries` after the head and appends them, retrying a failed transaction
+    /// a few times; `Err` gives the entries back (the chain position is not consumed).
+    fn commit(&mut self, entries: Vec<AuditEntry>) -> Result<(), Vec<AuditEntry>> {
+        let (records, seq, prev) = chain(entries, self.next_seq, self.head.clone());
         let mut delay = Duration::from_millis(50);
         for attempt in 0..5 {
-            match self.store.append_audit(&records).await {
+            match self.appender.append(&records) {
                 Ok(()) => {
                     metrics::counter!("sluice_audit_records_total").increment(records.len() as u64);
                     self.next_seq = seq;
@@ -357,7 +367,8 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, attempt, "audit batch failed to commit; retrying");
-                    tokio::time::sleep(delay).await;
+                    // This thread only writes the audit log; nothing else waits on it.
+                    std::thread::sleep(delay);
                     delay *= 2;
                 }
             }
@@ -365,7 +376,7 @@ impl Writer {
         Err(records.into_iter().map(|r| r.entry).collect())
     }
 
-    async fn import_spills(&mut self) {
+    fn import_spills(&mut self) {
         if !self
             .spill
             .pending
@@ -373,9 +384,7 @@ impl Writer {
         {
             return;
         }
-        let spill = self.spill.clone();
-        let taken = tokio::task::spawn_blocking(move || spill.take()).await;
-        let files = match taken.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
+        let files = match self.spill.take() {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the audit spill files");
@@ -404,7 +413,7 @@ impl Writer {
             let count = entries.len();
             let mut ok = true;
             for chunk in entries.chunks(self.batch_max) {
-                if self.commit(chunk.to_vec()).await.is_err() {
+                if self.commit(chunk.to_vec()).is_err() {
                     ok = false;
                     break;
                 }

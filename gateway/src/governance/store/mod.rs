@@ -23,6 +23,13 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// From the audit writer's own synchronous connection.
+    #[error("database error during {op}: {source}")]
+    Sqlite {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
 }
@@ -38,6 +45,13 @@ pub struct ChainedRecord {
     pub hash: String,
     pub entry: sluice_shared::audit::AuditEntry,
     pub canonical: String,
+}
+
+/// Appends chained audit records; owned by the audit writer's thread, may block.
+pub trait AuditAppender: Send {
+    /// Appends records (already chained, consecutive `seq`) in one transaction and moves
+    /// the chain head to the last one.
+    fn append(&mut self, records: &[ChainedRecord]) -> StoreResult<()>;
 }
 
 /// A stored audit row as the verifier reads it: `(seq, prev_hash, canonical_json, hash)`.
@@ -152,8 +166,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The last record's `(seq, hash)`, or `(0, GENESIS_HASH)`.
     fn audit_head(&self) -> BoxFuture<'_, StoreResult<(u64, String)>>;
-    /// Appends records (already chained, consecutive `seq`) in one transaction.
-    fn append_audit<'a>(&'a self, records: &'a [ChainedRecord]) -> BoxFuture<'a, StoreResult<()>>;
+    /// The audit writer's own appender. The writer runs on a dedicated thread and
+    /// appends every batch through this one handle, synchronously: a batch is one
+    /// transaction with no hop to another thread per statement.
+    fn audit_appender(&self) -> StoreResult<Box<dyn AuditAppender>>;
     /// Records matching `filter`, oldest first, at most `limit`.
     fn audit_page(
         &self,

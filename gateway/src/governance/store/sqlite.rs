@@ -18,8 +18,8 @@ use sqlx::{AssertSqlSafe, Row};
 use sluice_shared::audit::{AuditEntry, AuditRecord, GENESIS_HASH};
 
 use super::{
-    AuditFilter, ChainRow, ChainedRecord, Entity, PolicyRows, Store, StoreError, StoreResult,
-    UsageGroup, UsageRow,
+    AuditAppender, AuditFilter, ChainRow, ChainedRecord, Entity, PolicyRows, Store, StoreError,
+    StoreResult, UsageGroup, UsageRow,
 };
 use crate::governance::model::{
     Budget, BudgetWindow, Device, KeyPolicy, KeyStatus, Org, OwnerKind, RateLimit, ScopeKind, Team,
@@ -93,6 +93,8 @@ fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    path: String,
+    strict_durability: bool,
 }
 
 impl SqliteStore {
@@ -122,7 +124,11 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db("open"))?;
-        let store = SqliteStore { pool };
+        let store = SqliteStore {
+            pool,
+            path: path.to_owned(),
+            strict_durability,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -584,50 +590,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn append_audit<'a>(&'a self, records: &'a [ChainedRecord]) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
-            let Some(last) = records.last() else {
-                return Ok(());
-            };
-            let mut tx = self.pool.begin().await.map_err(db("write audit"))?;
-            // Multi-row inserts: one statement per AUDIT_ROWS_PER_INSERT records cuts the
-            // per-statement cost that dominates single-row inserts. 18 columns × 48 rows
-            // stays far below SQLite's bound-variable limit.
-            for chunk in records.chunks(AUDIT_ROWS_PER_INSERT) {
-                let mut q = sqlx::query(AssertSqlSafe(insert_sql(chunk.len())));
-                for r in chunk {
-                    let e = &r.entry;
-                    q = q
-                        .bind(r.seq as i64)
-                        .bind(e.ts_ms)
-                        .bind(&e.request_id)
-                        .bind(&e.org_id)
-                        .bind(&e.team_id)
-                        .bind(&e.user_id)
-                        .bind(&e.device_id)
-                        .bind(&e.key_id)
-                        .bind(&e.app)
-                        .bind(&e.provider)
-                        .bind(&e.model)
-                        .bind(e.status as i64)
-                        .bind(e.cost_micros as i64)
-                        .bind(e.input_tokens as i64)
-                        .bind(e.output_tokens as i64)
-                        .bind(&r.canonical)
-                        .bind(&r.prev_hash)
-                        .bind(&r.hash);
-                }
-                q.execute(&mut *tx).await.map_err(db("write audit"))?;
-            }
-            sqlx::query("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")
-                .bind(last.seq as i64)
-                .bind(&last.hash)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("write audit"))?;
-            tx.commit().await.map_err(db("write audit"))?;
-            Ok(())
-        })
+    fn audit_appender(&self) -> StoreResult<Box<dyn AuditAppender>> {
+        Ok(Box::new(SqliteAuditAppender::open(
+            &self.path,
+            self.strict_durability,
+        )?))
     }
 
     fn audit_page(
@@ -814,8 +781,7 @@ impl Store for SqliteStore {
 
 const AUDIT_ROWS_PER_INSERT: usize = 48;
 
-/// `INSERT INTO audit (...) VALUES (?, …), (?, …)` for `rows` rows. The few distinct
-/// texts (full chunks and one remainder) hit sqlx's prepared-statement cache.
+/// `INSERT INTO audit (...) VALUES (?, …), (?, …)` for `rows` rows.
 fn insert_sql(rows: usize) -> String {
     const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     let mut sql = String::from(
@@ -828,6 +794,114 @@ fn insert_sql(rows: usize) -> String {
         sql.push_str(ROW);
     }
     sql
+}
+
+/// The audit writer's connection: a plain synchronous SQLite handle on the same file
+/// (WAL lets it write while the pool serves admin reads), used only from the writer's
+/// thread. Going through the async pool instead cost a round trip to sqlx's worker
+/// thread for every statement of a batch, and a copy of every bound string.
+struct SqliteAuditAppender {
+    conn: rusqlite::Connection,
+    /// The SQL of a full multi-row chunk (the cache key of its prepared statement).
+    chunk_sql: String,
+    one_sql: String,
+}
+
+fn sqlite_err(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sqlite { op, source }
+}
+
+impl SqliteAuditAppender {
+    fn open(path: &str, strict_durability: bool) -> StoreResult<Self> {
+        let conn = rusqlite::Connection::open(path).map_err(sqlite_err("open the audit writer"))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(sqlite_err("open the audit writer"))?;
+        // The pool's settings (see `SqliteStore::open`): WAL is a property of the file,
+        // the rest is per connection.
+        let pragmas = format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 4000;",
+            if strict_durability { "FULL" } else { "NORMAL" }
+        );
+        conn.execute_batch(&pragmas)
+            .map_err(sqlite_err("open the audit writer"))?;
+        Ok(SqliteAuditAppender {
+            conn,
+            chunk_sql: insert_sql(AUDIT_ROWS_PER_INSERT),
+            one_sql: insert_sql(1),
+        })
+    }
+}
+
+impl AuditAppender for SqliteAuditAppender {
+    fn append(&mut self, records: &[ChainedRecord]) -> StoreResult<()> {
+        let Some(last) = records.last() else {
+            return Ok(());
+        };
+        let err = sqlite_err("write audit");
+        // IMMEDIATE takes the write lock up front, so a concurrent admin write makes
+        // this wait (busy timeout) rather than fail when the read lock upgrades.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        // Multi-row inserts: one statement per AUDIT_ROWS_PER_INSERT records cuts the
+        // per-statement cost that dominates single-row inserts (18 columns × 48 rows
+        // stays far below SQLite's bound-variable limit); the remainder goes row by row
+        // through one prepared statement.
+        let mut chunks = records.chunks_exact(AUDIT_ROWS_PER_INSERT);
+        for chunk in chunks.by_ref() {
+            let mut stmt = tx
+                .prepare_cached(&self.chunk_sql)
+                .map_err(sqlite_err("write audit"))?;
+            bind_rows(&mut stmt, chunk).map_err(sqlite_err("write audit"))?;
+            stmt.raw_execute().map_err(sqlite_err("write audit"))?;
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut stmt = tx
+                .prepare_cached(&self.one_sql)
+                .map_err(sqlite_err("write audit"))?;
+            for r in rest {
+                bind_rows(&mut stmt, std::slice::from_ref(r)).map_err(sqlite_err("write audit"))?;
+                stmt.raw_execute().map_err(sqlite_err("write audit"))?;
+            }
+        }
+        tx.prepare_cached("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")
+            .and_then(|mut stmt| stmt.execute(rusqlite::params![last.seq as i64, last.hash]))
+            .map_err(sqlite_err("write audit"))?;
+        tx.commit().map_err(sqlite_err("write audit"))
+    }
+}
+
+/// Binds `rows` to consecutive parameters of a multi-row insert (see [`insert_sql`]).
+fn bind_rows(stmt: &mut rusqlite::Statement<'_>, rows: &[ChainedRecord]) -> rusqlite::Result<()> {
+    let mut i = 0;
+    let mut bind = |value: &dyn rusqlite::ToSql| {
+        i += 1;
+        stmt.raw_bind_parameter(i, value)
+    };
+    for r in rows {
+        let e = &r.entry;
+        bind(&(r.seq as i64))?;
+        bind(&e.ts_ms)?;
+        bind(&e.request_id)?;
+        bind(&e.org_id)?;
+        bind(&e.team_id)?;
+        bind(&e.user_id)?;
+        bind(&e.device_id)?;
+        bind(&e.key_id)?;
+        bind(&e.app)?;
+        bind(&e.provider)?;
+        bind(&e.model)?;
+        bind(&(e.status as i64))?;
+        bind(&(e.cost_micros as i64))?;
+        bind(&(e.input_tokens as i64))?;
+        bind(&(e.output_tokens as i64))?;
+        bind(&r.canonical)?;
+        bind(&r.prev_hash)?;
+        bind(&r.hash)?;
+    }
+    Ok(())
 }
 
 fn status_str(s: KeyStatus) -> &'static str {
