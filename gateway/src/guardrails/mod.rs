@@ -18,6 +18,7 @@
 pub mod hook;
 pub mod stream;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -260,8 +261,21 @@ impl Guardrails {
         decisions: &mut Vec<GuardrailDecision>,
     ) -> (Bytes, Option<String>)
     where
-        T: GuardTarget + BlockedAnswer + Serialize + serde::de::DeserializeOwned,
+        T: GuardTarget + BlockedAnswer + AnswerTexts + Serialize + serde::de::DeserializeOwned,
     {
+        // The common answer is plain text that no rule rewrites: read its texts in place
+        // (borrowed, nothing else decoded) and send the provider's bytes on. Anything a
+        // rule would rewrite or block, and any answer with tool calls or structured
+        // parts, takes the full path below.
+        if let Some(texts) = T::plain_texts(&body) {
+            let outcome =
+                self.policy
+                    .inspect(texts.iter().map(|t| t.as_ref()), Direction::Output, scope);
+            if !outcome.is_blocked() && outcome.redacted_fields == 0 {
+                record(decisions, &outcome.decisions, Direction::Output);
+                return (body, None);
+            }
+        }
         let Ok(mut answer) = serde_json::from_slice::<T>(&body) else {
             // The body already passed the engine's own decoding as this type, so this
             // cannot happen for a provider answer; guard it as plain JSON anyway.
@@ -344,6 +358,75 @@ impl Guardrails {
                 .unwrap_or_default(),
             None,
         )
+    }
+}
+
+/// The text fields of a complete answer read straight from its JSON, when they are all
+/// plain text: exactly the fields its [`GuardTarget`] visits, as `TextSlot::Text`.
+/// `None` when the answer has anything else to guard (tool calls, content parts, tool
+/// inputs) or does not read as the type.
+pub trait AnswerTexts {
+    fn plain_texts(body: &[u8]) -> Option<Vec<Cow<'_, str>>>;
+}
+
+impl AnswerTexts for openai::ChatResponse {
+    fn plain_texts(body: &[u8]) -> Option<Vec<Cow<'_, str>>> {
+        #[derive(serde::Deserialize)]
+        struct Answer<'a> {
+            #[serde(borrow, default)]
+            choices: Vec<Choice<'a>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Choice<'a> {
+            #[serde(borrow)]
+            message: Message<'a>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Message<'a> {
+            // A list of parts fails to read as a string: the full path handles it.
+            #[serde(borrow, default)]
+            content: Option<Cow<'a, str>>,
+            #[serde(default)]
+            tool_calls: Option<serde::de::IgnoredAny>,
+        }
+        let answer: Answer<'_> = serde_json::from_slice(body).ok()?;
+        let mut texts = Vec::with_capacity(answer.choices.len());
+        for choice in answer.choices {
+            if choice.message.tool_calls.is_some() {
+                return None;
+            }
+            texts.extend(choice.message.content);
+        }
+        Some(texts)
+    }
+}
+
+impl AnswerTexts for anthropic::MessagesResponse {
+    fn plain_texts(body: &[u8]) -> Option<Vec<Cow<'_, str>>> {
+        #[derive(serde::Deserialize)]
+        struct Answer<'a> {
+            #[serde(borrow, default)]
+            content: Vec<Block<'a>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Block<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Cow<'a, str>,
+            #[serde(borrow, default)]
+            text: Option<Cow<'a, str>>,
+        }
+        let answer: Answer<'_> = serde_json::from_slice(body).ok()?;
+        let mut texts = Vec::with_capacity(answer.content.len());
+        for block in answer.content {
+            match block.kind.as_ref() {
+                "text" => texts.extend(block.text),
+                // Blocks whose inputs, results or sources the full path guards.
+                "tool_use" | "server_tool_use" | "tool_result" | "document" => return None,
+                // Thinking and the rest are not guarded on either path.
+                _ => {}
+            }
+        }
+        Some(texts)
     }
 }
 

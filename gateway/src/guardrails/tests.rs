@@ -318,6 +318,94 @@ fn complete_answers_are_redacted_or_replaced() {
     assert!(!String::from_utf8_lossy(&out).contains("AKIA"));
 }
 
+/// Plain-text answers are read in place: a `warn` rule is recorded and the bytes go out
+/// untouched. Tool calls, content parts and tool inputs take the full path, which
+/// still guards (and rewrites) them.
+#[test]
+fn plain_answers_are_inspected_in_place_and_the_rest_guarded_in_full() {
+    let g = Guardrails::new(policy(
+        "[detectors.email]\naction = \"warn\"\n[detectors.github_token]\naction = \"redact\"\n",
+    ))
+    .unwrap();
+    let chat = |message: Value| {
+        Bytes::from(
+            json!({
+                "id": "x", "object": "chat.completion", "created": 1, "model": "m",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            })
+            .to_string(),
+        )
+    };
+    let token = "ghp_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAbCd";
+
+    let warned = chat(json!({"role": "assistant", "content": "write to dan@acme-corp.io"}));
+    let mut decisions = Vec::new();
+    let (out, blocked) = g.check_output(
+        ClientApi::Chat,
+        warned.clone(),
+        &Scope::default(),
+        &mut decisions,
+    );
+    assert!(blocked.is_none());
+    assert_eq!(out, warned);
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0].rule_id.to_string(), "email");
+    assert_eq!(decisions[0].action, Action::Warn);
+
+    // A secret inside tool-call arguments: only the full path reads those.
+    let tool = chat(json!({"role": "assistant", "content": null, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": format!("{{\"token\": \"{token}\"}}")}}
+    ]}));
+    let mut decisions = Vec::new();
+    let (out, _) = g.check_output(ClientApi::Chat, tool, &Scope::default(), &mut decisions);
+    assert!(!String::from_utf8_lossy(&out).contains(token));
+    assert_eq!(decisions[0].action, Action::Redact);
+
+    // Content as a list of parts.
+    let parts = chat(
+        json!({"role": "assistant", "content": [{"type": "text", "text": format!("use {token}")}]}),
+    );
+    let mut decisions = Vec::new();
+    let (out, _) = g.check_output(ClientApi::Chat, parts, &Scope::default(), &mut decisions);
+    assert!(!String::from_utf8_lossy(&out).contains(token));
+    assert_eq!(decisions.len(), 1);
+
+    // Anthropic: a text block with an escaped quote is read in place; a tool input is not.
+    let text = Bytes::from(
+        json!({"id": "m", "type": "message", "role": "assistant", "model": "m",
+               "content": [{"type": "thinking", "thinking": "dan@acme-corp.io", "signature": "s"},
+                           {"type": "text", "text": "say \"hi\" to dan@acme-corp.io"}],
+               "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 2}})
+        .to_string(),
+    );
+    let mut decisions = Vec::new();
+    let (out, _) = g.check_output(
+        ClientApi::Messages,
+        text.clone(),
+        &Scope::default(),
+        &mut decisions,
+    );
+    assert_eq!(out, text);
+    // The thinking block is not guarded on either path: one finding, in the text.
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0].count, 1);
+    let tool_use = Bytes::from(
+        json!({"id": "m", "type": "message", "role": "assistant", "model": "m",
+               "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {"token": token}}],
+               "stop_reason": "tool_use", "usage": {"input_tokens": 1, "output_tokens": 2}})
+        .to_string(),
+    );
+    let mut decisions = Vec::new();
+    let (out, _) = g.check_output(
+        ClientApi::Messages,
+        tool_use,
+        &Scope::default(),
+        &mut decisions,
+    );
+    assert!(!String::from_utf8_lossy(&out).contains(token));
+    assert_eq!(decisions[0].action, Action::Redact);
+}
+
 #[test]
 fn header_names_what_happened() {
     assert_eq!(header_value([Action::Log]), None);

@@ -26,6 +26,12 @@ use super::validators::Validator;
 #[derive(Debug)]
 pub struct CompiledPolicy {
     pub(crate) detectors: Vec<CompiledDetector>,
+    /// Which rules apply to a scan of each direction (input, output, both) for any
+    /// scope, precomputed so that a scan does not walk every rule to find out (on a
+    /// short text, touching each rule's record cost more than the scan itself).
+    unscoped_active: [Vec<bool>; 3],
+    /// Rules limited to some orgs, teams, keys or apps: checked per scan.
+    scoped: Vec<usize>,
     pub(crate) prefilter: Prefilter,
     pub(crate) liveness: Vec<LivenessGroup>,
     pub(crate) injection_threshold: f32,
@@ -281,8 +287,19 @@ impl CompiledPolicy {
             });
         }
 
+        let scoped = (0..detectors.len())
+            .filter(|&i| !detectors[i].scope.is_everything())
+            .collect();
+        let unscoped_active = [Direction::Input, Direction::Output, Direction::Both].map(|dir| {
+            detectors
+                .iter()
+                .map(|d| d.scope.is_everything() && d.direction.covers(dir))
+                .collect()
+        });
         Ok(CompiledPolicy {
             detectors,
+            unscoped_active,
+            scoped,
             prefilter,
             liveness,
             injection_threshold: threshold,
@@ -313,10 +330,17 @@ impl CompiledPolicy {
 
     /// Which rules apply to a scan of `direction` text for `scope`.
     pub(crate) fn active(&self, direction: Direction, scope: &Scope<'_>) -> Vec<bool> {
-        self.detectors
-            .iter()
-            .map(|d| d.direction.covers(direction) && d.scope.matches(scope))
-            .collect()
+        let index = match direction {
+            Direction::Input => 0,
+            Direction::Output => 1,
+            Direction::Both => 2,
+        };
+        let mut active = self.unscoped_active[index].clone();
+        for &i in &self.scoped {
+            let d = &self.detectors[i];
+            active[i] = d.direction.covers(direction) && d.scope.matches(scope);
+        }
+        active
     }
 }
 

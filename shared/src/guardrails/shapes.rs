@@ -116,6 +116,31 @@ impl CompiledPolicy {
         outcome
     }
 
+    /// The decisions [`CompiledPolicy::guard`] makes for a target whose text fields are
+    /// exactly `texts`, all plain text (no JSON), without rewriting anything: for answers
+    /// read straight off the wire, which then go out as they came. `redacted_fields`
+    /// counts the texts a rule would rewrite; when it is non-zero, or the verdict is a
+    /// block, guard the owned target instead (that is what rewrites).
+    pub fn inspect<'t>(
+        &self,
+        texts: impl IntoIterator<Item = &'t str>,
+        direction: Direction,
+        scope: &Scope<'_>,
+    ) -> GuardOutcome {
+        let mut outcome = GuardOutcome::default();
+        for text in texts {
+            let scanned = self.scan(text, direction, scope);
+            outcome.absorb(&scanned);
+            if scanned.needs_redaction() && !scanned.is_blocked() {
+                outcome.redacted_fields += 1;
+            }
+        }
+        if outcome.verdict == Verdict::Block && outcome.block_message.is_none() {
+            outcome.block_message = Some("Sluice blocked this request by guardrail policy.".into());
+        }
+        outcome
+    }
+
     /// Scans `s` (seen after `key`, for JSON leaves) and redacts it in place.
     fn guard_text(
         &self,
