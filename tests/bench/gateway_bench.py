@@ -9,8 +9,9 @@ loads (open-loop, with oha's latency correction so slow responses are not hidden
   gateway  client -> sluice-gateway (alias routing, weighted keys, health, metrics) -> mock
   gov      the same gateway with governance on: virtual-key auth, a team budget, key and
            team rate limits, cost, and every request in the hash-chained SQLite audit log
-  guard    gov plus guardrails: every built-in detector (secrets, PII, injection) on the
-           request and on the answer
+  guard    the routing gateway plus guardrails: every built-in detector (secrets, PII,
+           injection) on the request and on the answer
+  full     governance and guardrails together
 
 then the highest throughput each sustains (closed loop, fixed connection count), the
 streaming time-to-first-token overhead (gateway vs direct, sequential requests), and the
@@ -266,7 +267,7 @@ fallbacks = ["secondary/gpt-4o-mini"]
 
 ADMIN_TOKEN = "bench-admin-token-0123456789"
 # The paths that are a sluice-gateway (they expose its own overhead histogram).
-GATEWAYS = ("gateway", "gov", "guard")
+GATEWAYS = ("gateway", "gov", "guard", "full")
 
 
 def admin(base, path, body):
@@ -331,12 +332,17 @@ def main():
                  env={"BENCH_KEY": "bench-key", "BENCH_ADMIN": ADMIN_TOKEN})
     gov_key = bootstrap(gov.url)
     guarded = Path(tmp) / "guarded.toml"
-    guarded.write_text(governed_config(mock.url, Path(tmp) / "guard.db") + "\n[guardrails]\n")
+    guarded.write_text(gateway_config(mock.url) + "\n[guardrails]\n")
     guard = Server([str(RELEASE / "sluice-gateway"), "serve", "--config", str(guarded)],
-                   env={"BENCH_KEY": "bench-key", "BENCH_ADMIN": ADMIN_TOKEN})
-    guard_key = bootstrap(guard.url)
-    targets = {"direct": mock.url, "proxy": proxy.url, "gateway": gw.url, "gov": gov.url, "guard": guard.url}
-    keys = {"gov": gov_key, "guard": guard_key}
+                   env={"BENCH_KEY": "bench-key"})
+    fcfg = Path(tmp) / "full.toml"
+    fcfg.write_text(governed_config(mock.url, Path(tmp) / "full.db") + "\n[guardrails]\n")
+    full = Server([str(RELEASE / "sluice-gateway"), "serve", "--config", str(fcfg)],
+                  env={"BENCH_KEY": "bench-key", "BENCH_ADMIN": ADMIN_TOKEN})
+    full_key = bootstrap(full.url)
+    targets = {"direct": mock.url, "proxy": proxy.url, "gateway": gw.url, "gov": gov.url, "guard": guard.url,
+               "full": full.url}
+    keys = {"gov": gov_key, "full": full_key}
     results = {"machine": machine(), "fixed": {}, "max": {}, "sequential": {}, "ttft": {}, "rss_mb": {}}
     try:
         # Warm every path (connection pools, allocator) before measuring.
@@ -386,7 +392,7 @@ def main():
                     med["own_p99_us"] = statistics.median(x["own_p99_us"] for x in rs)
                 results["fixed"].setdefault(str(rate), {})[name] = med
             results["rss_mb"][f"gateway_after_{rate}"] = gw.rss_mb()
-        servers = {"direct": mock, "proxy": proxy, "gateway": gw, "gov": gov, "guard": guard}
+        servers = {"direct": mock, "proxy": proxy, "gateway": gw, "gov": gov, "guard": guard, "full": full}
         max_runs = {name: [] for name in names}
         for round_ in range(args.max_rounds):
             order = names[round_ % len(names):] + names[:round_ % len(names)]
@@ -413,6 +419,7 @@ def main():
             results["max"][name] = med
         results["rss_mb"]["gateway_after_max"] = gw.rss_mb()
         results["rss_mb"]["gov_after_max"] = gov.rss_mb()
+        results["rss_mb"]["full_after_max"] = full.rss_mb()
         # One client at a time (no concurrency): the latency a single developer sees.
         seq_runs = {name: [] for name in names}
         for round_ in range(args.seq_rounds):
@@ -463,7 +470,7 @@ def main():
                                "rss_max_mb": max(m for _, m in warm),
                                "growth_pct": (end - start) / start * 100}
     finally:
-        for s in (guard, gov, gw, proxy, mock):
+        for s in (full, guard, gov, gw, proxy, mock):
             s.stop()
 
     report(results, rates)
@@ -485,15 +492,19 @@ def report(r, rates):
             rounds = ", ".join(f"{v:.3f}" for v in x.get("p50_runs_ms", []))
             print(f"| {rate} | {name} | {x['rps']:.0f} | {x['p50_ms']:.3f} | {x['p99_ms']:.3f} | {x['ok_ratio']:.4f} | {rounds} |")
     print("\n### Overhead over direct (p50, µs; median of the per-round differences)\n")
-    print("| offered rps | proxy | gateway | gov | gov / gateway | guard | guard / gateway | gateway p99 overhead µs |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("Ratios are to the routing-only gateway (`gov / gateway` is governance's cost, `guard /")
+    print("gateway` guardrails' own), and `full / gov` is what guardrails add on top of governance.\n")
+    print("| offered rps | proxy | gateway | gov | gov / gateway | guard | guard / gateway | full | full / gateway "
+          "| full / gov | gateway p99 overhead µs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for rate in rates:
         f = r["fixed"][str(rate)]
-        base = f["gateway"]["p50_overhead_us"]
-        ratio = lambda x: x / base if base > 0 else float("nan")
-        print(f"| {rate} | {f['proxy']['p50_overhead_us']:.0f} | {base:.0f} | {f['gov']['p50_overhead_us']:.0f} | "
-              f"{ratio(f['gov']['p50_overhead_us']):.2f} | {f['guard']['p50_overhead_us']:.0f} | "
-              f"{ratio(f['guard']['p50_overhead_us']):.2f} | {f['gateway']['p99_overhead_us']:.0f} |")
+        over = {name: f[name]["p50_overhead_us"] for name in f}
+        ratio = lambda a, b: over[a] / over[b] if over[b] > 0 else float("nan")
+        print(f"| {rate} | {over['proxy']:.0f} | {over['gateway']:.0f} | {over['gov']:.0f} | "
+              f"{ratio('gov', 'gateway'):.2f} | {over['guard']:.0f} | {ratio('guard', 'gateway'):.2f} | "
+              f"{over['full']:.0f} | {ratio('full', 'gateway'):.2f} | {ratio('full', 'gov'):.2f} | "
+              f"{f['gateway']['p99_overhead_us']:.0f} |")
     print("\n### What the gateway adds beyond the hop, and what it spends itself (p50, µs)\n")
     print("Over the minimal proxy: median of the per-round differences. In-gateway: the gateway's own")
     print("`sluice_gateway_overhead_seconds` histogram over the same runs (request time minus upstream")
@@ -509,7 +520,7 @@ def report(r, rates):
     print("\nPer-round p50 overheads (µs):\n")
     for rate in rates:
         f = r["fixed"][str(rate)]
-        for name in ("proxy", "gateway", "gov", "guard"):
+        for name in ("proxy",) + GATEWAYS:
             print(f"- {rate} rps {name}: {', '.join(f'{v:.0f}' for v in f[name]['p50_overhead_runs_us'])}")
     print("\n### Highest throughput (closed loop; median of the rounds)\n")
     print("| path | rps | ratio to proxy | p50 ms | p99 ms | CPU µs/request (process under test) | mock CPU µs/request | rps per round |")

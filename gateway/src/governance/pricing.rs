@@ -67,10 +67,15 @@ impl PriceTable {
 
     /// The price for `model` served by `provider`.
     pub fn lookup(&self, provider: &str, model: &str) -> Option<Price> {
-        let qualified = format!("{provider}/{model}");
-        self.overrides
-            .get(&qualified)
-            .or_else(|| self.overrides.get(model))
+        // Without overrides (the common case) no qualified name is built: this runs on
+        // every admission and every priced answer.
+        let overridden = (!self.overrides.is_empty()).then(|| {
+            self.overrides
+                .get(&format!("{provider}/{model}"))
+                .or_else(|| self.overrides.get(model))
+        });
+        overridden
+            .flatten()
             .or_else(|| self.shipped.get(model))
             .or_else(|| self.shipped.get(strip_date(model)))
             .copied()
