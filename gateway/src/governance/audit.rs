@@ -44,7 +44,9 @@ pub struct AuditConfig {
     /// Records per transaction, at most. Default 2048.
     #[serde(default = "default_batch")]
     pub batch_max: usize,
-    /// Longest a record waits for its batch to fill. Default 20 ms.
+    /// Longest a record waits for its batch to fill. Default 20 ms. Buffered only:
+    /// strict durability commits at once, and a batch is whatever queued during the
+    /// previous commit's fsync.
     #[serde(default = "default_flush")]
     pub flush_interval_ms: u64,
     /// Spill file for overload. Default: next to the database, `<database>.spill.jsonl`.
@@ -205,7 +207,13 @@ impl AuditSink {
             next_seq: seq + 1,
             head,
             batch_max: config.batch_max.max(1),
-            flush: Duration::from_millis(config.flush_interval_ms),
+            // Strict: commit at once. Each commit's fsync is the group window: whatever
+            // arrives while it runs goes into the next transaction, so waiting on top of
+            // it would only add latency to every acknowledged request.
+            flush: match config.durability {
+                Durability::Strict => Duration::ZERO,
+                Durability::Buffered => Duration::from_millis(config.flush_interval_ms),
+            },
         };
         // The writer gets a thread of its own: SQLite calls block, and a batch (chain
         // hashes, one transaction) then runs start to finish without a hop to another
@@ -303,7 +311,7 @@ impl Writer {
             // a writer waiting in `recv` would be woken (and a worker thread unparked) for
             // every record the request path sends. When a full batch is already queued
             // there is nothing to wait for.
-            if self.rx.len() + 1 < self.batch_max {
+            if !self.flush.is_zero() && self.rx.len() + 1 < self.batch_max {
                 tokio::select! {
                     _ = tokio::time::sleep(self.flush) => {}
                     _ = stop.cancelled() => {}
@@ -608,5 +616,80 @@ fn sample_entry(n: u64) -> AuditEntry {
         request_bytes: Some(3_400),
         response_bytes: Some(1_100),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::governance::store::sqlite::SqliteStore;
+
+    async fn sink(
+        dir: &tempfile::TempDir,
+        durability: Durability,
+        flush_interval_ms: u64,
+    ) -> (Arc<dyn Store>, AuditSink, tokio_util::task::TaskTracker) {
+        let db = dir.path().join("audit.db").to_string_lossy().into_owned();
+        let strict = durability == Durability::Strict;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db, strict).await.unwrap());
+        let config = AuditConfig {
+            durability,
+            flush_interval_ms,
+            spill_path: Some(
+                dir.path()
+                    .join("spill.jsonl")
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            ..AuditConfig::default()
+        };
+        let tasks = tokio_util::task::TaskTracker::new();
+        let sink = AuditSink::start(store.clone(), config, &tasks)
+            .await
+            .unwrap();
+        (store, sink, tasks)
+    }
+
+    /// Strict: each acknowledgement comes after its record is committed, and without
+    /// waiting out the (here one-minute) flush interval, which only buffered mode uses.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn strict_acknowledges_after_commit_without_the_flush_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, sink, tasks) = sink(&dir, Durability::Strict, 60_000).await;
+        for n in 0..3 {
+            let ack = sink
+                .submit(sample_entry(n))
+                .expect("strict mode returns an ack");
+            tokio::time::timeout(Duration::from_secs(30), ack)
+                .await
+                .expect("acknowledged before the flush interval")
+                .unwrap();
+            let (seq, _) = store.audit_head().await.unwrap();
+            assert_eq!(seq, n + 1, "record {n} committed before its ack");
+        }
+        sink.shutdown();
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    /// Buffered: no ack; shutdown drains what is queued, chained in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn buffered_records_are_committed_by_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, sink, tasks) = sink(&dir, Durability::Buffered, 60_000).await;
+        for n in 0..100 {
+            assert!(sink.submit(sample_entry(n)).is_none());
+        }
+        sink.shutdown();
+        tasks.close();
+        tasks.wait().await;
+        let (seq, _) = store.audit_head().await.unwrap();
+        assert_eq!(seq, 100);
+        let report = crate::api::admin::verify_chain(store.as_ref())
+            .await
+            .unwrap();
+        assert!(report.to_string().contains("\"ok\":true"), "{report}");
     }
 }
