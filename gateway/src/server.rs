@@ -177,12 +177,7 @@ pub async fn serve(config: ValidConfig, metrics: Option<PrometheusHandle>) -> an
         let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => tcp,
-                Err(error) if matches!(
-                    error.kind(),
-                    std::io::ErrorKind::ConnectionAborted
-                        | std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::ConnectionRefused
-                ) => continue, // that one client gave up before we accepted it
+                Err(error) if sluice_shared::net::peer_gave_up(&error) => continue,
                 Err(error) => {
                     // Usually out of file descriptors: back off instead of spinning.
                     tracing::warn!(%error, "accept failed");

@@ -15,6 +15,7 @@ pub mod anthropic;
 pub mod audit;
 pub mod gemini;
 pub mod guardrails;
+pub mod net;
 pub mod openai;
 pub mod sse;
 pub mod translate;

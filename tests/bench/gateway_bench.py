@@ -140,14 +140,20 @@ def chat_request(url, body, key="bench"):
     return host, int(port), head.encode() + payload
 
 
+def connect(host, port):
+    """A TCP connection with Nagle off, as an HTTP client's would be."""
+    s = socket.create_connection((host, port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
 def ttfb_samples(url, model, n):
     """Sequential streaming requests; time from sending to the first content byte."""
     host, port, req = chat_request(url, {"model": model, "stream": True,
                                          "messages": [{"role": "user", "content": "stream please"}]})
     samples = []
     for _ in range(n):
-        s = socket.create_connection((host, port))
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s = connect(host, port)
         t0 = time.perf_counter()
         s.sendall(req)
         buf = b""
@@ -166,8 +172,7 @@ def sequential_samples(url, model, n, key="bench"):
     """One client, one keep-alive connection, one request at a time (a developer's coding
     agent): per-request latency in µs, as the median and p99 of `n` requests."""
     host, port, req = chat_request(url, dict(json.loads(BODY), model=model), key)
-    s = socket.create_connection((host, port))
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s = connect(host, port)
     samples = []
     try:
         for _ in range(n):

@@ -19,13 +19,7 @@ pub async fn accept_nodelay(listener: &TcpListener) -> (TcpStream, SocketAddr) {
                 }
                 return (stream, peer);
             }
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    std::io::ErrorKind::ConnectionAborted
-                        | std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::ConnectionRefused
-                ) => {}
+            Err(error) if sluice_shared::net::peer_gave_up(&error) => {}
             Err(error) => {
                 eprintln!("accept failed: {error}");
                 tokio::time::sleep(Duration::from_millis(10)).await;

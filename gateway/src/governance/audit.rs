@@ -228,9 +228,7 @@ impl AuditSink {
                 runtime.block_on(writer.run(writer_stop));
                 let _ = done_tx.send(());
             })
-            .map_err(|e| {
-                StoreError::Corrupt(format!("cannot start the audit writer thread: {e}"))
-            })?;
+            .map_err(StoreError::WriterThread)?;
         // Shutdown waits for the writer through the task tracker, as for any task.
         tasks.spawn(async move {
             let _ = done_rx.await;

@@ -8,7 +8,7 @@ use sluice_shared::guardrails::{Action, CompiledPolicy, Direction, Policy, Scope
 use sluice_shared::sse::SseDecoder;
 
 use super::stream::OutputGuard;
-use super::{Guardrails, header_value};
+use super::{GuardrailDecision, Guardrails, header_value};
 use crate::providers::ClientApi;
 
 /// A Luhn-valid card number that the default policy redacts; four words, so a word-by-word
@@ -266,20 +266,26 @@ fn responses_stream_redacts_deltas_and_final_events() {
     );
 }
 
+/// `check_output` on a complete answer, default scope: the body sent on, the block
+/// message, and the decisions recorded.
+fn check(
+    g: &Guardrails,
+    api: ClientApi,
+    body: Bytes,
+) -> (Bytes, Option<String>, Vec<GuardrailDecision>) {
+    let mut decisions = Vec::new();
+    let (out, blocked) = g.check_output(api, body, &Scope::default(), &mut decisions);
+    (out, blocked, decisions)
+}
+
 #[test]
 fn complete_answers_are_redacted_or_replaced() {
     let g = Guardrails::new(policy("")).unwrap();
-    let mut decisions = Vec::new();
     let body = json!({
         "id": "x", "object": "chat.completion", "created": 1, "model": "m",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "mail dan@acme-corp.io"}, "finish_reason": "stop"}],
     });
-    let (out, blocked) = g.check_output(
-        ClientApi::Chat,
-        Bytes::from(body.to_string()),
-        &Scope::default(),
-        &mut decisions,
-    );
+    let (out, blocked, decisions) = check(&g, ClientApi::Chat, Bytes::from(body.to_string()));
     assert!(blocked.is_none());
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(
@@ -290,12 +296,7 @@ fn complete_answers_are_redacted_or_replaced() {
 
     // Untouched answers go out as the exact bytes that came in.
     let clean = Bytes::from(body.to_string().replace("dan@acme-corp.io", "Dan"));
-    let (out, _) = g.check_output(
-        ClientApi::Chat,
-        clean.clone(),
-        &Scope::default(),
-        &mut decisions,
-    );
+    let (out, _, _) = check(&g, ClientApi::Chat, clean.clone());
     assert_eq!(out, clean);
 
     let anthropic = json!({
@@ -303,12 +304,7 @@ fn complete_answers_are_redacted_or_replaced() {
         "content": [{"type": "text", "text": "key AKIA4QWERTYUIOPASDFG"}],
         "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 2},
     });
-    let (out, blocked) = g.check_output(
-        ClientApi::Messages,
-        Bytes::from(anthropic.to_string()),
-        &Scope::default(),
-        &mut decisions,
-    );
+    let (out, blocked, _) = check(&g, ClientApi::Messages, Bytes::from(anthropic.to_string()));
     let message = blocked.unwrap();
     assert!(message.contains("aws_access_key"));
     let v: Value = serde_json::from_slice(&out).unwrap();
@@ -339,13 +335,7 @@ fn plain_answers_are_inspected_in_place_and_the_rest_guarded_in_full() {
     let token = "ghp_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAbCd";
 
     let warned = chat(json!({"role": "assistant", "content": "write to dan@acme-corp.io"}));
-    let mut decisions = Vec::new();
-    let (out, blocked) = g.check_output(
-        ClientApi::Chat,
-        warned.clone(),
-        &Scope::default(),
-        &mut decisions,
-    );
+    let (out, blocked, decisions) = check(&g, ClientApi::Chat, warned.clone());
     assert!(blocked.is_none());
     assert_eq!(out, warned);
     assert_eq!(decisions.len(), 1);
@@ -356,8 +346,7 @@ fn plain_answers_are_inspected_in_place_and_the_rest_guarded_in_full() {
     let tool = chat(json!({"role": "assistant", "content": null, "tool_calls": [
         {"id": "c", "type": "function", "function": {"name": "f", "arguments": format!("{{\"token\": \"{token}\"}}")}}
     ]}));
-    let mut decisions = Vec::new();
-    let (out, _) = g.check_output(ClientApi::Chat, tool, &Scope::default(), &mut decisions);
+    let (out, _, decisions) = check(&g, ClientApi::Chat, tool);
     assert!(!String::from_utf8_lossy(&out).contains(token));
     assert_eq!(decisions[0].action, Action::Redact);
 
@@ -365,8 +354,7 @@ fn plain_answers_are_inspected_in_place_and_the_rest_guarded_in_full() {
     let parts = chat(
         json!({"role": "assistant", "content": [{"type": "text", "text": format!("use {token}")}]}),
     );
-    let mut decisions = Vec::new();
-    let (out, _) = g.check_output(ClientApi::Chat, parts, &Scope::default(), &mut decisions);
+    let (out, _, decisions) = check(&g, ClientApi::Chat, parts);
     assert!(!String::from_utf8_lossy(&out).contains(token));
     assert_eq!(decisions.len(), 1);
 
@@ -378,13 +366,7 @@ fn plain_answers_are_inspected_in_place_and_the_rest_guarded_in_full() {
                "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 2}})
         .to_string(),
     );
-    let mut decisions = Vec::new();
-    let (out, _) = g.check_output(
-        ClientApi::Messages,
-        text.clone(),
-        &Scope::default(),
-        &mut decisions,
-    );
+    let (out, _, decisions) = check(&g, ClientApi::Messages, text.clone());
     assert_eq!(out, text);
     // The thinking block is not guarded on either path: one finding, in the text.
     assert_eq!(decisions.len(), 1);
@@ -395,13 +377,7 @@ fn plain_answers_are_inspected_in_place_and_the_rest_guarded_in_full() {
                "stop_reason": "tool_use", "usage": {"input_tokens": 1, "output_tokens": 2}})
         .to_string(),
     );
-    let mut decisions = Vec::new();
-    let (out, _) = g.check_output(
-        ClientApi::Messages,
-        tool_use,
-        &Scope::default(),
-        &mut decisions,
-    );
+    let (out, _, decisions) = check(&g, ClientApi::Messages, tool_use);
     assert!(!String::from_utf8_lossy(&out).contains(token));
     assert_eq!(decisions[0].action, Action::Redact);
 }

@@ -54,6 +54,14 @@ impl GuardOutcome {
         self.verdict == Verdict::Block
     }
 
+    /// A block always carries a message, generic if no rule supplied one.
+    fn finished(mut self) -> Self {
+        if self.verdict == Verdict::Block && self.block_message.is_none() {
+            self.block_message = Some("Sluice blocked this request by guardrail policy.".into());
+        }
+        self
+    }
+
     fn absorb(&mut self, o: &ScanOutcome) {
         self.verdict = self.verdict.max(o.verdict);
         self.injection_score = self.injection_score.max(o.injection_score);
@@ -110,10 +118,7 @@ impl CompiledPolicy {
                 self.guard_json(v, None, T::DIRECTION, scope, &mut redactor, &mut outcome)
             }
         });
-        if outcome.verdict == Verdict::Block && outcome.block_message.is_none() {
-            outcome.block_message = Some("Sluice blocked this request by guardrail policy.".into());
-        }
-        outcome
+        outcome.finished()
     }
 
     /// The decisions [`CompiledPolicy::guard`] makes for a target whose text fields are
@@ -135,10 +140,7 @@ impl CompiledPolicy {
                 outcome.redacted_fields += 1;
             }
         }
-        if outcome.verdict == Verdict::Block && outcome.block_message.is_none() {
-            outcome.block_message = Some("Sluice blocked this request by guardrail policy.".into());
-        }
-        outcome
+        outcome.finished()
     }
 
     /// Scans `s` (seen after `key`, for JSON leaves) and redacts it in place.

@@ -30,6 +30,9 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The audit writer's thread could not be started.
+    #[error("cannot start the audit writer thread: {0}")]
+    WriterThread(std::io::Error),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
 }

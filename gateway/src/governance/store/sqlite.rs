@@ -90,6 +90,14 @@ fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     }
 }
 
+/// Connection settings shared by the pool and the audit writer's own connection.
+/// Audit appends are the bulk of writes: an 8 MiB page cache per connection keeps the
+/// index pages hot without growing the process much, and checkpointing every ~16 MiB of
+/// WAL instead of 4 MiB halves checkpoint stalls at high record rates.
+const CACHE_SIZE: &str = "-8192";
+const WAL_AUTOCHECKPOINT: &str = "4000";
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -112,13 +120,9 @@ impl SqliteStore {
                 SqliteSynchronous::Normal
             })
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            // Audit appends are the bulk of writes: an 8 MiB page cache per connection
-            // keeps the index pages hot without growing the process much, and
-            // checkpointing every ~16 MiB of WAL instead of 4 MiB halves checkpoint
-            // stalls at high record rates.
-            .pragma("cache_size", "-8192")
-            .pragma("wal_autocheckpoint", "4000");
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("cache_size", CACHE_SIZE)
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -813,63 +817,68 @@ fn sqlite_err(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
 
 impl SqliteAuditAppender {
     fn open(path: &str, strict_durability: bool) -> StoreResult<Self> {
-        let conn = rusqlite::Connection::open(path).map_err(sqlite_err("open the audit writer"))?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(sqlite_err("open the audit writer"))?;
-        // The pool's settings (see `SqliteStore::open`): WAL is a property of the file,
-        // the rest is per connection.
-        let pragmas = format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 4000;",
-            if strict_durability { "FULL" } else { "NORMAL" }
-        );
-        conn.execute_batch(&pragmas)
-            .map_err(sqlite_err("open the audit writer"))?;
+        let conn = (|| {
+            let conn = rusqlite::Connection::open(path)?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            // The pool's settings (see `SqliteStore::open`): WAL is a property of the
+            // file, the rest is per connection.
+            let synchronous = if strict_durability { "FULL" } else { "NORMAL" };
+            conn.execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA cache_size = {CACHE_SIZE}; PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT};"
+            ))?;
+            Ok(conn)
+        })()
+        .map_err(sqlite_err("open the audit writer"))?;
         Ok(SqliteAuditAppender {
             conn,
             chunk_sql: insert_sql(AUDIT_ROWS_PER_INSERT),
             one_sql: insert_sql(1),
         })
     }
-}
 
-impl AuditAppender for SqliteAuditAppender {
-    fn append(&mut self, records: &[ChainedRecord]) -> StoreResult<()> {
-        let Some(last) = records.last() else {
-            return Ok(());
-        };
-        let err = sqlite_err("write audit");
+    /// One transaction: the records, then the chain head.
+    fn append_tx(
+        &mut self,
+        records: &[ChainedRecord],
+        last: &ChainedRecord,
+    ) -> rusqlite::Result<()> {
         // IMMEDIATE takes the write lock up front, so a concurrent admin write makes
         // this wait (busy timeout) rather than fail when the read lock upgrades.
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Multi-row inserts: one statement per AUDIT_ROWS_PER_INSERT records cuts the
         // per-statement cost that dominates single-row inserts (18 columns × 48 rows
         // stays far below SQLite's bound-variable limit); the remainder goes row by row
         // through one prepared statement.
         let mut chunks = records.chunks_exact(AUDIT_ROWS_PER_INSERT);
         for chunk in chunks.by_ref() {
-            let mut stmt = tx
-                .prepare_cached(&self.chunk_sql)
-                .map_err(sqlite_err("write audit"))?;
-            bind_rows(&mut stmt, chunk).map_err(sqlite_err("write audit"))?;
-            stmt.raw_execute().map_err(sqlite_err("write audit"))?;
+            let mut stmt = tx.prepare_cached(&self.chunk_sql)?;
+            bind_rows(&mut stmt, chunk)?;
+            stmt.raw_execute()?;
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut stmt = tx
-                .prepare_cached(&self.one_sql)
-                .map_err(sqlite_err("write audit"))?;
+            let mut stmt = tx.prepare_cached(&self.one_sql)?;
             for r in rest {
-                bind_rows(&mut stmt, std::slice::from_ref(r)).map_err(sqlite_err("write audit"))?;
-                stmt.raw_execute().map_err(sqlite_err("write audit"))?;
+                bind_rows(&mut stmt, std::slice::from_ref(r))?;
+                stmt.raw_execute()?;
             }
         }
-        tx.prepare_cached("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")
-            .and_then(|mut stmt| stmt.execute(rusqlite::params![last.seq as i64, last.hash]))
-            .map_err(sqlite_err("write audit"))?;
-        tx.commit().map_err(sqlite_err("write audit"))
+        tx.prepare_cached("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")?
+            .execute(rusqlite::params![last.seq as i64, last.hash])?;
+        tx.commit()
+    }
+}
+
+impl AuditAppender for SqliteAuditAppender {
+    fn append(&mut self, records: &[ChainedRecord]) -> StoreResult<()> {
+        match records.last() {
+            Some(last) => self
+                .append_tx(records, last)
+                .map_err(sqlite_err("write audit")),
+            None => Ok(()),
+        }
     }
 }
 
