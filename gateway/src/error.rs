@@ -222,6 +222,40 @@ impl GatewayError {
     }
 }
 
+impl GatewayError {
+    /// How a Responses API stream (`/v1/responses`) ends on this error: an `error` event,
+    /// then `response.failed` with the error on the response, as OpenAI ends a failed
+    /// stream; clients (the OpenAI SDKs, Codex CLI) read either.
+    pub fn responses_stream_events(&self, response_id: &str) -> Bytes {
+        let code = self.kind.label();
+        let error = serde_json::json!({
+            "type": "error",
+            "code": code,
+            "message": self.message,
+            "param": self.param,
+        });
+        let failed = serde_json::json!({
+            "type": "response.failed",
+            "response": {
+                "id": response_id,
+                "object": "response",
+                "status": "failed",
+                "error": {"code": code, "message": self.message},
+                "incomplete_details": null,
+            },
+        });
+        let mut out = Vec::with_capacity(2 * self.message.len() + 256);
+        for (name, value) in [("error", error), ("response.failed", failed)] {
+            out.extend_from_slice(b"event: ");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\ndata: ");
+            out.extend_from_slice(value.to_string().as_bytes());
+            out.extend_from_slice(b"\n\n");
+        }
+        Bytes::from(out)
+    }
+}
+
 impl std::fmt::Display for GatewayError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -239,6 +273,23 @@ impl std::error::Error for GatewayError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_responses_stream_ends_with_error_and_response_failed() {
+        let e = GatewayError::new(ErrorKind::UpstreamConnect, StatusCode::BAD_GATEWAY, "broke");
+        let bytes = e.responses_stream_events("resp_1");
+        let mut decoder = sluice_shared::sse::SseDecoder::new();
+        decoder.push(&bytes).unwrap();
+        let first = decoder.next_event().unwrap();
+        let second = decoder.next_event().unwrap();
+        assert_eq!(first.event.as_deref(), Some("error"));
+        let v: serde_json::Value = serde_json::from_str(&first.data).unwrap();
+        assert_eq!((v["type"].as_str(), v["message"].as_str()), (Some("error"), Some("broke")));
+        assert_eq!(second.event.as_deref(), Some("response.failed"));
+        let v: serde_json::Value = serde_json::from_str(&second.data).unwrap();
+        assert_eq!(v["response"]["status"], "failed");
+        assert_eq!(v["response"]["error"]["message"], "broke");
+    }
 
     #[test]
     fn renders_in_both_shapes() {

@@ -6,12 +6,19 @@
 //! not there — before it is stored; then a new routing table is built and swapped in.
 //! Requests in flight keep the table they started with. Key health and concurrency
 //! counters start fresh for the new table.
+//!
+//! A provider from the API may only use the secret references that
+//! `governance.admin_secret_refs` allows (see [`check_api_provider`]): the admin token
+//! is a credential to manage routing, not a way to read the gateway's environment or
+//! files.
 
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::config::{AliasConfig, Config, ProcessEnv, ProviderConfig};
+use crate::config::{AliasConfig, Config, Environment, ProcessEnv, ProviderConfig};
+use crate::governance::model::glob_match;
+use crate::secret;
 use crate::governance::store::{Store, StoreError};
 use crate::server::{AppState, build_router};
 
@@ -65,7 +72,12 @@ async fn overlay(
         };
         match kind.as_str() {
             PROVIDER => {
-                let p = serde_json::from_str(&body).map_err(bad)?;
+                let p: ProviderConfig = serde_json::from_str(&body).map_err(bad)?;
+                // Stored before the allow-list changed: refused now, like a new entry.
+                if let Err(m) = check_api_provider(&name, &p, allowed_refs(base), &ProcessEnv) {
+                    tracing::error!("provider `{name}` defined through the admin API is not loaded: {m}");
+                    continue;
+                }
                 config.providers.insert(name, p);
             }
             ALIAS => {
@@ -83,7 +95,7 @@ async fn overlay(
             config.aliases.insert(n.clone(), a.clone());
         }
         Some(Change::DeleteProvider(n)) => {
-            config.providers.remove(n);
+            config.providers.shift_remove(n);
         }
         Some(Change::DeleteAlias(n)) => {
             config.aliases.remove(n);
@@ -101,6 +113,10 @@ pub async fn apply(
     change: Change,
 ) -> Result<(), RoutingError> {
     let base = &state.routing_base;
+    if let Change::PutProvider(name, provider) = &change {
+        check_api_provider(name, provider, allowed_refs(base), &ProcessEnv)
+            .map_err(RoutingError::Invalid)?;
+    }
     match &change {
         Change::DeleteProvider(n) if base.providers.contains_key(n) => {
             return Err(RoutingError::FromFile(format!(
@@ -202,7 +218,137 @@ pub async fn describe(state: &AppState, store: &dyn Store) -> Result<Value, Rout
     Ok(json!({"providers": providers, "aliases": aliases}))
 }
 
+fn allowed_refs(base: &Config) -> &[String] {
+    base.governance
+        .as_ref()
+        .map(|g| g.admin_secret_refs.as_slice())
+        .unwrap_or_default()
+}
+
+/// Checks a provider that the admin API is about to store (or load): its name is safe,
+/// and every key reference and `ca_file` is one that `governance.admin_secret_refs`
+/// allows and that resolves. The message names the field; it never echoes a value that
+/// is not a reference (it may be a pasted secret) and never says whether a variable or
+/// file exists.
+pub fn check_api_provider(
+    name: &str,
+    provider: &ProviderConfig,
+    allowed: &[String],
+    env: &dyn Environment,
+) -> Result<(), String> {
+    if !crate::config::safe_name(name) {
+        return Err(format!(
+            "provider name `{}` may only use letters, digits, `-` and `_` ({} at most)",
+            name.chars().take(80).collect::<String>(),
+            crate::config::MAX_NAME_LEN
+        ));
+    }
+    let hint = "list the reference in governance.admin_secret_refs in the config file, or define this provider there";
+    for (i, key) in provider.keys.iter().enumerate() {
+        let at = format!("providers.{name}.keys[{i}].value");
+        let reference = key.value.trim();
+        if !(reference.starts_with("env:") || reference.starts_with("file:")) {
+            return Err(format!(
+                "{at}: must be a reference such as `env:OPENAI_API_KEY`; literal secrets are not accepted"
+            ));
+        }
+        if !reference_allowed(reference, allowed) {
+            return Err(format!(
+                "{at}: `{reference}` is not a reference the admin API may use; {hint}"
+            ));
+        }
+        if secret::resolve(reference, env).is_err() {
+            return Err(format!(
+                "{at}: `{reference}` cannot be resolved (not set, empty or unreadable)"
+            ));
+        }
+    }
+    if let Some(path) = &provider.ca_file {
+        let reference = format!("file:{}", path.display());
+        if !reference_allowed(&reference, allowed) {
+            return Err(format!(
+                "providers.{name}.ca_file: `{reference}` is not a file the admin API may use; {hint}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `reference` matches an allowed pattern. A `file:` path must be absolute and
+/// free of `..`, so that `file:/run/secrets/*` cannot reach outside its folder.
+fn reference_allowed(reference: &str, allowed: &[String]) -> bool {
+    if let Some(path) = reference.strip_prefix("file:") {
+        let path = std::path::Path::new(path);
+        if !path.is_absolute()
+            || path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return false;
+        }
+    }
+    allowed.iter().any(|p| glob_match(p, reference))
+}
+
 /// Config structs always serialize.
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KeyConfig, MapEnv};
+    use crate::providers::kind::ProviderKind;
+
+    fn provider(keys: &[&str], ca: Option<&str>) -> ProviderConfig {
+        let mut p = ProviderConfig::new(
+            ProviderKind::Openai,
+            None,
+            keys.iter()
+                .map(|k| KeyConfig {
+                    value: (*k).to_owned(),
+                    weight: 1.0,
+                    id: None,
+                })
+                .collect(),
+        );
+        p.ca_file = ca.map(Into::into);
+        p
+    }
+
+    #[test]
+    fn api_providers_use_only_allowed_references() {
+        let env = MapEnv::new([
+            ("OPENAI_API_KEY", "sk-1"),
+            ("SLUICE_ADMIN_TOKEN", "admin-token-0123456789"),
+        ]);
+        let allowed = vec!["env:OPENAI_*".to_owned(), "file:/run/secrets/*".to_owned()];
+        assert!(check_api_provider("p", &provider(&["env:OPENAI_API_KEY"], None), &allowed, &env).is_ok());
+        for refused in [
+            "env:SLUICE_ADMIN_TOKEN",
+            "file:/etc/shadow",
+            "file:/run/secrets/../../etc/shadow",
+            "file:run/secrets/x",
+        ] {
+            let e = check_api_provider("p", &provider(&[refused], None), &allowed, &env).unwrap_err();
+            assert!(e.contains("admin_secret_refs"), "{refused}: {e}");
+        }
+        // Nothing is allowed by default.
+        assert!(check_api_provider("p", &provider(&["env:OPENAI_API_KEY"], None), &[], &env).is_err());
+        // A pasted secret is refused without being echoed.
+        let e = check_api_provider("p", &provider(&["sk-live-pasted"], None), &allowed, &env).unwrap_err();
+        assert!(!e.contains("sk-live-pasted"), "{e}");
+        // Allowed but missing and allowed but unreadable read the same.
+        let missing = check_api_provider("p", &provider(&["env:OPENAI_NOPE"], None), &allowed, &env).unwrap_err();
+        let unreadable = check_api_provider("p", &provider(&["file:/run/secrets/nope"], None), &allowed, &env).unwrap_err();
+        assert!(missing.ends_with("cannot be resolved (not set, empty or unreadable)"), "{missing}");
+        assert!(unreadable.ends_with("cannot be resolved (not set, empty or unreadable)"), "{unreadable}");
+        // ca_file is a file reference too.
+        assert!(check_api_provider("p", &provider(&[], Some("/etc/ssl/private/key.pem")), &allowed, &env).is_err());
+        // Names are a safe alphabet.
+        for name in ["openapi.json", "a/b", "..", "", "a b"] {
+            assert!(check_api_provider(name, &provider(&[], None), &allowed, &env).is_err(), "{name:?}");
+        }
+    }
 }

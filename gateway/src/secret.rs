@@ -63,10 +63,92 @@ pub fn resolve(reference: &str, env: &dyn Environment) -> Result<Secret, String>
     )
 }
 
+/// Removes every configured secret (provider keys, the admin token) from text that is
+/// about to leave the process: upstream error messages and bodies forwarded to clients,
+/// attempt details in audit records, stream error events. A provider that echoes the key
+/// it was sent ("Incorrect API key provided: sk-…") cannot leak it through the gateway.
+#[derive(Debug, Default)]
+pub struct Scrubber {
+    /// `None` when there is nothing to look for.
+    matcher: Option<aho_corasick::AhoCorasick>,
+}
+
+/// What a secret is replaced with: no quote or backslash, so JSON stays JSON.
+pub const SCRUBBED: &str = "[secret removed by sluice]";
+
+/// Secrets shorter than this are not scrubbed: they would match ordinary text, and a
+/// real credential is never this short.
+const MIN_SCRUBBED_LEN: usize = 8;
+
+impl Scrubber {
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
+        let mut patterns: Vec<&str> = secrets
+            .into_iter()
+            .map(Secret::expose)
+            .filter(|s| s.len() >= MIN_SCRUBBED_LEN)
+            .collect();
+        patterns.sort_unstable();
+        patterns.dedup();
+        if patterns.is_empty() {
+            return Scrubber::default();
+        }
+        let matcher = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&patterns)
+            .ok();
+        Scrubber { matcher }
+    }
+
+    /// `text` with every secret replaced by [`SCRUBBED`].
+    pub fn str<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        match &self.matcher {
+            Some(m) if m.is_match(text) => m.replace_all(text, &vec![SCRUBBED; m.patterns_len()]).into(),
+            _ => text.into(),
+        }
+    }
+
+    /// In place, for owned strings.
+    pub fn string(&self, text: &mut String) {
+        if let std::borrow::Cow::Owned(clean) = self.str(text) {
+            *text = clean;
+        }
+    }
+
+    /// `bytes` with every secret replaced (bodies need not be UTF-8).
+    pub fn bytes(&self, bytes: bytes::Bytes) -> bytes::Bytes {
+        match &self.matcher {
+            Some(m) if m.is_match(&bytes[..]) => {
+                let replacements = vec![SCRUBBED.as_bytes(); m.patterns_len()];
+                m.replace_all_bytes(&bytes, &replacements).into()
+            }
+            _ => bytes,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::MapEnv;
+
+    #[test]
+    fn scrubber_removes_every_configured_secret() {
+        let secrets = [
+            Secret::new("sk-live-0123456789abcdef"),
+            Secret::new("admin-token-secret-value"),
+            Secret::new("short"),
+        ];
+        let s = Scrubber::new(&secrets);
+        let text = "Incorrect API key provided: sk-live-0123456789abcdef. admin-token-secret-value short";
+        let clean = s.str(text);
+        assert!(!clean.contains("sk-live-0123456789abcdef") && !clean.contains("admin-token-secret-value"), "{clean}");
+        assert!(clean.contains(SCRUBBED) && clean.ends_with("short"), "{clean}");
+        let body = bytes::Bytes::from(r#"{"error":{"message":"bad key sk-live-0123456789abcdef"}}"#);
+        let clean = s.bytes(body);
+        let v: serde_json::Value = serde_json::from_slice(&clean).unwrap();
+        assert_eq!(v["error"]["message"], format!("bad key {SCRUBBED}"));
+        assert_eq!(Scrubber::default().str("anything"), "anything");
+    }
 
     #[test]
     fn resolves_env_and_never_prints() {

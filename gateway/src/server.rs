@@ -35,7 +35,9 @@ use crate::routing;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio_util::task::TaskTracker;
 
+pub mod conn_guard;
 mod self_wake;
+use conn_guard::{Activity, Clock, ConnectionSlot, Limits, Tracked, Watched};
 use self_wake::CoalesceSelfWakes;
 
 /// Shared by every handler.
@@ -65,10 +67,17 @@ pub fn build_router(config: &ValidConfig) -> anyhow::Result<routing::Router> {
             .map_err(|e| anyhow::anyhow!("provider `{name}`: {e}"))?;
         providers.push(Arc::new(provider));
     }
+    let secrets = config
+        .providers
+        .iter()
+        .flat_map(|p| p.keys.iter().filter_map(|k| k.secret.as_ref()))
+        .chain(config.governance.as_ref().and_then(|g| g.admin_token.as_ref()));
+    let scrubber = crate::secret::Scrubber::new(secrets);
     Ok(routing::Router::new(
         providers,
         &config.aliases,
         config.routing.clone(),
+        scrubber,
     ))
 }
 
@@ -171,7 +180,21 @@ pub async fn serve(config: ValidConfig, metrics: Option<PrometheusHandle>) -> an
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let connections = hyper_util::server::graceful::GracefulShutdown::new();
     let service = hyper_util::service::TowerToHyperService::new(app(state.clone()));
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Streams per HTTP/2 connection: each is a request the gateway works on.
+    builder.http2().max_concurrent_streams(256);
+    let limits = Limits {
+        header: Duration::from_millis(config.server.header_timeout_ms),
+        idle: Duration::from_millis(config.server.idle_timeout_ms),
+        body: Duration::from_millis(config.server.body_timeout_ms),
+    };
+    let max_connections = config
+        .server
+        .max_connections
+        .unwrap_or_else(default_max_connections);
+    tracing::debug!(max_connections, "connection limit");
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clock = Clock::new();
     let mut signal = std::pin::pin!(shutdown_signal());
     loop {
         let tcp = tokio::select! {
@@ -187,14 +210,48 @@ pub async fn serve(config: ValidConfig, metrics: Option<PrometheusHandle>) -> an
             },
             () = &mut signal => break,
         };
+        let Some(slot) = ConnectionSlot::take(&open, max_connections) else {
+            // One non-blocking write into the fresh socket's empty buffer, then close: a
+            // clear answer that costs no task and no waiting.
+            let _ = tcp.try_write(conn_guard::OVER_CAPACITY);
+            metrics::counter!("sluice_connections_refused_total").increment(1);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
+        let activity = Activity::new(clock);
+        let tracked = Tracked {
+            inner: service.clone(),
+            activity: activity.clone(),
+            body_timeout: limits.body,
+        };
         let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(tcp), service.clone())
+            .serve_connection_with_upgrades(
+                TokioIo::new(Watched::new(tcp, activity.clone())),
+                tracked,
+            )
             .into_owned();
         let connection = connections.watch(connection);
         tokio::spawn(async move {
-            if let Err(error) = CoalesceSelfWakes::new(connection).await {
-                tracing::trace!(%error, "connection ended with an error");
+            let _slot = slot;
+            let mut connection = std::pin::pin!(CoalesceSelfWakes::new(connection));
+            loop {
+                let check_at = match activity.verdict(&limits) {
+                    Ok(at) => at,
+                    Err(why) => {
+                        tracing::debug!(reason = why.label(), "closing a client connection");
+                        metrics::counter!("sluice_connections_closed_total", "reason" => why.label()).increment(1);
+                        return;
+                    }
+                };
+                tokio::select! {
+                    ended = &mut connection => {
+                        if let Err(error) = ended {
+                            tracing::trace!(%error, "connection ended with an error");
+                        }
+                        return;
+                    }
+                    () = tokio::time::sleep_until(check_at.into()) => {}
+                }
             }
         });
     }
@@ -242,6 +299,7 @@ pub async fn start_governance(
         mode: cfg.mode,
         admin_token: g.admin_token.clone(),
         default_output_tokens: cfg.default_output_tokens,
+        allow_unpriced_models: cfg.allow_unpriced_models.clone(),
         max_body_bytes: cfg.audit.max_body_bytes,
     };
     let gov = Governance::start(settings, Arc::new(store), prices, audit, tasks)
@@ -249,6 +307,30 @@ pub async fn start_governance(
         .map_err(|e| anyhow::anyhow!("governance: {e}"))?;
     tracing::info!(database = %cfg.database, mode = ?cfg.mode, "governance on");
     Ok(gov)
+}
+
+/// Three quarters of the open-file limit, after raising the soft limit to the hard one
+/// (the remaining quarter is for provider connections, the database and the spill file).
+fn default_max_connections() -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let mut limit = getrlimit(Resource::Nofile);
+        if limit.current < limit.maximum {
+            limit.current = limit.maximum;
+            if setrlimit(Resource::Nofile, limit).is_err() {
+                limit = getrlimit(Resource::Nofile);
+            }
+        }
+        if let Some(soft) = limit.current {
+            return usize::try_from(soft / 4 * 3).unwrap_or(65_536).clamp(64, 65_536);
+        }
+        65_536
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        768
+    }
 }
 
 async fn shutdown_signal() {

@@ -291,6 +291,11 @@ pub struct Choice {
     pub logprobs: Option<Value>,
 }
 
+/// The most tokens one request is believed to use in any count (input, output, cached):
+/// a hundred times the largest context window sold today. Larger reported numbers are
+/// clamped to it ([`Usage::clamp`]) and the clamp is noted in the audit record.
+pub const MAX_REPORTED_TOKENS: u64 = 100_000_000;
+
 /// Token usage as OpenAI reports it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
@@ -330,12 +335,48 @@ impl Usage {
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: prompt + completion,
+            total_tokens: prompt.saturating_add(completion),
             prompt_tokens_details: cached.map(|c| PromptTokensDetails {
                 cached_tokens: Some(c),
             }),
             completion_tokens_details: None,
         }
+    }
+
+    /// Caps every count at [`MAX_REPORTED_TOKENS`]: the numbers come from an upstream,
+    /// and one that reports `u64::MAX` must not overflow counters or buy a budget's worth
+    /// of spend. Returns what was changed (`field was N`), empty when nothing was.
+    pub fn clamp(&mut self) -> Vec<String> {
+        let mut changed = Vec::new();
+        let mut cap = |name: &str, v: &mut u64| {
+            if *v > MAX_REPORTED_TOKENS {
+                changed.push(format!("{name} was {v}"));
+                *v = MAX_REPORTED_TOKENS;
+            }
+        };
+        cap("prompt_tokens", &mut self.prompt_tokens);
+        cap("completion_tokens", &mut self.completion_tokens);
+        cap("total_tokens", &mut self.total_tokens);
+        if let Some(c) = self
+            .prompt_tokens_details
+            .as_mut()
+            .and_then(|d| d.cached_tokens.as_mut())
+        {
+            cap("cached_tokens", c);
+        }
+        if let Some(d) = self.completion_tokens_details.as_mut() {
+            for (name, v) in [
+                ("reasoning_tokens", &mut d.reasoning_tokens),
+                ("audio_tokens", &mut d.audio_tokens),
+                ("accepted_prediction_tokens", &mut d.accepted_prediction_tokens),
+                ("rejected_prediction_tokens", &mut d.rejected_prediction_tokens),
+            ] {
+                if let Some(v) = v.as_mut() {
+                    cap(name, v);
+                }
+            }
+        }
+        changed
     }
 
     pub fn cached_tokens(&self) -> u64 {
@@ -470,6 +511,21 @@ impl ResponsesUsageProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_usage_is_clamped_and_reported() {
+        let mut u: Usage = serde_json::from_str(
+            r#"{"prompt_tokens":18446744073709551615,"completion_tokens":5,"total_tokens":18446744073709551615,"prompt_tokens_details":{"cached_tokens":18446744073709551615}}"#,
+        )
+        .unwrap();
+        let changed = u.clamp();
+        assert_eq!(changed.len(), 3, "{changed:?}");
+        assert_eq!(u.prompt_tokens, MAX_REPORTED_TOKENS);
+        assert_eq!(u.cached_tokens(), MAX_REPORTED_TOKENS);
+        assert_eq!(u.completion_tokens, 5);
+        assert!(Usage::new(5, 7, None).clamp().is_empty());
+        assert_eq!(Usage::new(u64::MAX, u64::MAX, None).total_tokens, u64::MAX);
+    }
 
     #[test]
     fn unknown_fields_round_trip() {

@@ -821,7 +821,12 @@ async fn usage_report_and_cli() {
 
 #[tokio::test]
 async fn providers_and_aliases_managed_through_the_api() {
-    let mut g = Gov::start(&[], "mode = \"open\"\n").await;
+    // The admin API may use only the key references the config allows.
+    let mut g = Gov::start(
+        &[],
+        "mode = \"open\"\nadmin_secret_refs = [\"env:MOCK_KEY\"]\n",
+    )
+    .await;
     let put = |path: String, body: Value| {
         let http = g.gw.http.clone();
         let url = g.gw.url(&format!("/api/v1{path}"));

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -105,18 +104,20 @@ pub fn router(state: Arc<AppState>) -> axum::Router<Arc<AppState>> {
         .route("/audit", get(audit_page))
         .route("/audit/export", get(audit_export))
         .route("/audit/verify", get(audit_verify))
+        // `route_layer`: the token check wraps exactly the routes above, by route, never by
+        // the shape of a path; paths that match no route fall through to the 404 answer.
+        .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
+        // The one public admin route: the API's description, which holds no data. It is
+        // added after the layer so that it is the only route the layer does not wrap.
         .route("/openapi.json", get(openapi))
-        .layer(axum::middleware::from_fn_with_state(state, require_admin))
 }
 
+/// Every `/api/v1` route but `/openapi.json` goes through this check.
 async fn require_admin(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if request.uri().path().ends_with("/openapi.json") {
-        return next.run(request).await;
-    }
     let Some(gov) = &state.governance else {
         return AdminError(StatusCode::NOT_FOUND, "governance is not configured".into())
             .into_response();
@@ -132,8 +133,8 @@ async fn require_admin(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(keys::bearer_token)
+        .filter(|t| !t.is_empty());
     let Some(token) = presented else {
         return AdminError(
             StatusCode::UNAUTHORIZED,
@@ -161,27 +162,67 @@ fn gov(state: &AppState) -> AdminResult<&Arc<Governance>> {
         .ok_or_else(|| AdminError(StatusCode::NOT_FOUND, "governance is not configured".into()))
 }
 
-/// An id given by the caller, or a fresh one with `prefix`.
+/// An id given by the caller, or a fresh one with `prefix`. Ids are path segments of
+/// this API (`/orgs/{id}`) and names in audit records: a small safe alphabet, no dots.
 fn new_id(given: Option<String>, prefix: &str) -> AdminResult<String> {
     match given {
-        Some(id) => {
-            let ok = !id.is_empty()
-                && id.len() <= 64
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-            if ok {
-                Ok(id)
-            } else {
-                Err(bad(format!(
-                    "id `{id}` may only use letters, digits, `-`, `_` and `.` (64 at most)"
-                )))
-            }
-        }
+        Some(id) if crate::config::safe_name(&id) => Ok(id),
+        Some(id) => Err(bad(format!(
+            "id `{}` may only use letters, digits, `-` and `_` ({} characters at most)",
+            id.chars().take(80).collect::<String>(),
+            crate::config::MAX_NAME_LEN
+        ))),
         None => Ok(format!(
             "{prefix}_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         )),
+    }
+}
+
+/// axum's extractors with their rejections answered in this API's JSON error shape
+/// (axum's own are plain text).
+#[derive(Debug)]
+struct Body<T>(T);
+#[derive(Debug)]
+struct Q<T>(T);
+#[derive(Debug)]
+struct P<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = AdminError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(AdminError(e.status(), format!("bad request body: {}", e.body_text()))),
+        }
+    }
+}
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S> for Q<T> {
+    type Rejection = AdminError;
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Q(v)),
+            Err(e) => Err(AdminError(e.status(), format!("bad query string: {}", e.body_text()))),
+        }
+    }
+}
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for P<T>
+{
+    type Rejection = AdminError;
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(P(v)),
+            Err(e) => Err(AdminError(e.status(), format!("bad path: {}", e.body_text()))),
+        }
     }
 }
 
@@ -205,7 +246,7 @@ async fn list_orgs(State(s): State<Arc<AppState>>) -> AdminResult<Json<Value>> {
 
 async fn create_org(
     State(s): State<Arc<AppState>>,
-    Json(b): Json<NewOrg>,
+    Body(b): Body<NewOrg>,
 ) -> AdminResult<(StatusCode, Json<Org>)> {
     let g = gov(&s)?;
     if b.name.trim().is_empty() {
@@ -236,7 +277,7 @@ async fn list_teams(State(s): State<Arc<AppState>>) -> AdminResult<Json<Value>> 
 
 async fn create_team(
     State(s): State<Arc<AppState>>,
-    Json(b): Json<NewTeam>,
+    Body(b): Body<NewTeam>,
 ) -> AdminResult<(StatusCode, Json<Team>)> {
     let g = gov(&s)?;
     if !g.snapshot().rows.orgs.iter().any(|o| o.id == b.org_id) {
@@ -273,7 +314,7 @@ async fn list_users(State(s): State<Arc<AppState>>) -> AdminResult<Json<Value>> 
 
 async fn create_user(
     State(s): State<Arc<AppState>>,
-    Json(b): Json<NewUser>,
+    Body(b): Body<NewUser>,
 ) -> AdminResult<(StatusCode, Json<User>)> {
     let g = gov(&s)?;
     if !b.email.contains('@') {
@@ -314,7 +355,7 @@ async fn list_devices(State(s): State<Arc<AppState>>) -> AdminResult<Json<Value>
 
 async fn create_device(
     State(s): State<Arc<AppState>>,
-    Json(b): Json<NewDevice>,
+    Body(b): Body<NewDevice>,
 ) -> AdminResult<(StatusCode, Json<Device>)> {
     let g = gov(&s)?;
     if !g.snapshot().rows.teams.iter().any(|t| t.id == b.team_id) {
@@ -344,43 +385,43 @@ async fn delete_entity(s: &AppState, entity: Entity, id: String) -> AdminResult<
 
 async fn delete_org(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> AdminResult<StatusCode> {
     delete_entity(&s, Entity::Org, id).await
 }
 async fn delete_team(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> AdminResult<StatusCode> {
     delete_entity(&s, Entity::Team, id).await
 }
 async fn delete_user(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> AdminResult<StatusCode> {
     delete_entity(&s, Entity::User, id).await
 }
 async fn delete_device(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> AdminResult<StatusCode> {
     delete_entity(&s, Entity::Device, id).await
 }
 async fn delete_key(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> AdminResult<StatusCode> {
     delete_entity(&s, Entity::Key, id).await
 }
 async fn delete_budget(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> AdminResult<StatusCode> {
     delete_entity(&s, Entity::Budget, id).await
 }
 async fn delete_limit(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> AdminResult<StatusCode> {
     delete_entity(&s, Entity::Limit, id).await
 }
@@ -410,7 +451,7 @@ async fn list_keys(State(s): State<Arc<AppState>>) -> AdminResult<Json<Value>> {
 
 async fn get_key(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> AdminResult<Json<VirtualKey>> {
     gov(&s)?
         .snapshot()
@@ -425,7 +466,7 @@ async fn get_key(
 
 async fn create_key(
     State(s): State<Arc<AppState>>,
-    Json(b): Json<NewKey>,
+    Body(b): Body<NewKey>,
 ) -> AdminResult<(StatusCode, Json<Value>)> {
     let g = gov(&s)?;
     let snap = g.snapshot();
@@ -523,8 +564,8 @@ fn find_key(g: &Governance, id: &str) -> AdminResult<VirtualKey> {
 
 async fn update_key(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    Json(b): Json<KeyUpdate>,
+    P(id): P<String>,
+    Body(b): Body<KeyUpdate>,
 ) -> AdminResult<Json<VirtualKey>> {
     let g = gov(&s)?;
     let mut key = find_key(g, &id)?;
@@ -555,16 +596,19 @@ struct Rotate {
 
 async fn rotate_key(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    body: Option<Json<Rotate>>,
+    P(id): P<String>,
+    body: bytes::Bytes,
 ) -> AdminResult<Json<Value>> {
     let g = gov(&s)?;
     let mut key = find_key(g, &id)?;
-    let grace = body
-        .map(|b| b.0)
-        .unwrap_or_default()
-        .grace_secs
-        .unwrap_or(86_400);
+    // The body is optional: empty means the defaults.
+    let rotate: Rotate = if body.iter().all(u8::is_ascii_whitespace) {
+        Rotate::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| bad(format!("bad request body: {e}")))?
+    };
+    // Capped at a year so the expiry below cannot overflow.
+    let grace = rotate.grace_secs.unwrap_or(86_400).min(366 * 86_400);
     let secret = keys::generate_secret();
     key.previous_hash = (grace > 0).then(|| key.secret_hash.clone());
     key.previous_expires_ms = (grace > 0).then(|| now_ms() + grace as i64 * 1000);
@@ -638,7 +682,7 @@ async fn list_budgets(State(s): State<Arc<AppState>>) -> AdminResult<Json<Value>
 
 async fn create_budget(
     State(s): State<Arc<AppState>>,
-    Json(b): Json<NewBudget>,
+    Body(b): Body<NewBudget>,
 ) -> AdminResult<(StatusCode, Json<Budget>)> {
     let g = gov(&s)?;
     check_scope(g, b.scope_kind, &b.scope_id, true)?;
@@ -685,7 +729,7 @@ async fn list_limits(State(s): State<Arc<AppState>>) -> AdminResult<Json<Value>>
 
 async fn create_limit(
     State(s): State<Arc<AppState>>,
-    Json(b): Json<NewLimit>,
+    Body(b): Body<NewLimit>,
 ) -> AdminResult<(StatusCode, Json<RateLimit>)> {
     let g = gov(&s)?;
     if matches!(
@@ -755,8 +799,8 @@ async fn change_routing(s: &AppState, change: Change) -> AdminResult<()> {
 /// keys must be `env:`/`file:` references).
 async fn put_provider(
     State(s): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    Json(body): Json<ProviderConfig>,
+    P(name): P<String>,
+    Body(body): Body<ProviderConfig>,
 ) -> AdminResult<Json<Value>> {
     change_routing(&s, Change::PutProvider(name.clone(), Box::new(body))).await?;
     Ok(Json(json!({"name": name, "source": "api"})))
@@ -764,7 +808,7 @@ async fn put_provider(
 
 async fn delete_provider(
     State(s): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    P(name): P<String>,
 ) -> AdminResult<StatusCode> {
     change_routing(&s, Change::DeleteProvider(name)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -773,8 +817,8 @@ async fn delete_provider(
 /// Creates or replaces an alias (same fields as `[aliases.NAME]`).
 async fn put_alias(
     State(s): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    Json(body): Json<AliasConfig>,
+    P(name): P<String>,
+    Body(body): Body<AliasConfig>,
 ) -> AdminResult<Json<Value>> {
     change_routing(&s, Change::PutAlias(name.clone(), body)).await?;
     Ok(Json(json!({"name": name, "source": "api"})))
@@ -782,7 +826,7 @@ async fn put_alias(
 
 async fn delete_alias(
     State(s): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    P(name): P<String>,
 ) -> AdminResult<StatusCode> {
     change_routing(&s, Change::DeleteAlias(name)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -804,7 +848,7 @@ struct UsageQuery {
 
 async fn usage(
     State(s): State<Arc<AppState>>,
-    Query(q): Query<UsageQuery>,
+    Q(q): Q<UsageQuery>,
 ) -> AdminResult<Json<Value>> {
     let g = gov(&s)?;
     let to = q.to_ms.unwrap_or_else(|| now_ms() + 1);
@@ -833,7 +877,7 @@ fn audit_filter(params: &std::collections::HashMap<String, String>) -> AdminResu
 
 async fn audit_page(
     State(s): State<Arc<AppState>>,
-    Query(params): Query<std::collections::HashMap<String, String>>,
+    Q(params): Q<std::collections::HashMap<String, String>>,
 ) -> AdminResult<Json<Value>> {
     let g = gov(&s)?;
     let limit = params
@@ -850,7 +894,7 @@ async fn audit_page(
 
 async fn audit_export(
     State(s): State<Arc<AppState>>,
-    Query(params): Query<std::collections::HashMap<String, String>>,
+    Q(params): Q<std::collections::HashMap<String, String>>,
 ) -> AdminResult<Response> {
     let g = gov(&s)?.clone();
     let filter = audit_filter(&params)?;
@@ -875,7 +919,7 @@ async fn audit_export(
             }
         }
     });
-    let mut response = Response::new(Body::from_stream(stream));
+    let mut response = Response::new(axum::body::Body::from_stream(stream));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-ndjson"),

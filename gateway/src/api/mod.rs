@@ -25,6 +25,7 @@ use crate::engine::{self, Caller};
 use crate::error::{ErrorKind, Flavor, GatewayError};
 use crate::providers::{ClientApi, ClientBody, Inbound};
 use crate::server::AppState;
+use crate::server::conn_guard::BodyTimeout;
 
 pub use models::list_models;
 
@@ -71,9 +72,23 @@ async fn read_body(
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(GatewayError::invalid(format!(
-            "could not read the request body: {e}"
-        ))),
+        Err(e) => {
+            // The connection layer's body deadline, however deep axum wrapped it.
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+            while let Some(c) = cause {
+                if let Some(timeout) = c.downcast_ref::<BodyTimeout>() {
+                    return Err(GatewayError::new(
+                        ErrorKind::InvalidRequest,
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!("{timeout}; send the body at once, or raise the limit"),
+                    ));
+                }
+                cause = c.source();
+            }
+            Err(GatewayError::invalid(format!(
+                "could not read the request body: {e}"
+            )))
+        }
     }
 }
 

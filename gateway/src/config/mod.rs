@@ -11,6 +11,8 @@
 mod env;
 
 use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -34,9 +36,12 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub routing: RoutingConfig,
-    /// `[providers.NAME]`: NAME is what model strings use (`NAME/model`).
+    /// `[providers.NAME]`: NAME is what model strings use (`NAME/model`). Kept in the
+    /// file's order: a bare model name that no provider lists goes to the first provider
+    /// of the surface's protocol (providers added through the admin API come after the
+    /// file's).
     #[serde(default)]
-    pub providers: BTreeMap<String, ProviderConfig>,
+    pub providers: IndexMap<String, ProviderConfig>,
     /// `[aliases.NAME]`: a model name clients may use instead of `provider/model`.
     #[serde(default)]
     pub aliases: BTreeMap<String, AliasConfig>,
@@ -87,10 +92,27 @@ pub struct GovernanceConfig {
     /// it the admin API answers 404.
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// The secret references that providers created or replaced through the admin API
+    /// (`PUT /api/v1/providers/NAME`) may use in `keys` and `ca_file`, as patterns where
+    /// `*` matches any run of characters: `["env:OPENAI_API_KEY*", "file:/run/secrets/sluice/*"]`.
+    /// Default: none, so the admin API can define key-less providers only, and a stolen
+    /// admin token cannot make the gateway read the admin token, a database password or
+    /// any file. A `file:` path must be absolute and may not contain `..`; `ca_file`
+    /// is matched as `file:PATH`. Resolution errors for API-defined providers do not say
+    /// whether a variable or file exists.
+    #[serde(default)]
+    pub admin_secret_refs: Vec<String>,
     /// Output tokens assumed, when a request sets no `max_tokens`, to estimate its cost
     /// before it runs. Default 4096.
     #[serde(default = "default_output_tokens")]
     pub default_output_tokens: u64,
+    /// `provider/model` patterns (`*` matches any run of characters: `ollama/*`) that may
+    /// be served without a price when a budget applies to the caller. Any other model
+    /// without a price (in `[prices]` or the shipped table) is refused under a budget,
+    /// since its spend could not be counted; give it a price instead where you can.
+    /// Default: none.
+    #[serde(default)]
+    pub allow_unpriced_models: Vec<String>,
     #[serde(default)]
     pub audit: crate::governance::audit::AuditConfig,
 }
@@ -118,6 +140,27 @@ pub struct ServerConfig {
     /// finish before the process exits. Default 30.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
+    /// Time a client has to send a complete request head (request line and headers, or
+    /// an HTTP/2 stream's headers), counted from its first byte. Slower connections are
+    /// closed. Default 10000 ms.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// How long a keep-alive connection with no request in flight is kept without a byte
+    /// from the client; also the longest a response may wait for a client that does not
+    /// read it. A request waiting on a provider is not idle. Default 60000 ms.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Time a request's body has to arrive completely, from its head; slower bodies get
+    /// a 408 in the API's error shape. Default 60000 ms.
+    #[serde(default = "default_body_timeout_ms")]
+    pub body_timeout_ms: u64,
+    /// Client connections open at once. Past it, a new connection is answered with a
+    /// 503 (`x-sluice-error: saturated`) and closed, so the gateway keeps file
+    /// descriptors for the connections it serves and for its providers. Default: three
+    /// quarters of the process's open-file limit (raised to its hard limit at start),
+    /// at most 65536.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -126,8 +169,22 @@ impl Default for ServerConfig {
             listen: default_listen(),
             max_body_bytes: default_max_body_bytes(),
             shutdown_grace_secs: default_shutdown_grace_secs(),
+            header_timeout_ms: default_header_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            body_timeout_ms: default_body_timeout_ms(),
+            max_connections: None,
         }
     }
+}
+
+fn default_header_timeout_ms() -> u64 {
+    10_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+fn default_body_timeout_ms() -> u64 {
+    60_000
 }
 
 fn default_listen() -> SocketAddr {
@@ -158,6 +215,28 @@ pub struct RoutingConfig {
     /// instead. Default 30 s.
     #[serde(default = "default_max_retry_after_secs")]
     pub max_retry_after_secs: u64,
+    /// Most targets one request may try: the routed model, its alias's targets and
+    /// fallbacks, and the request's own `fallbacks` (after duplicates are dropped). A
+    /// request that names more fallbacks than this is refused with a 400; an alias that
+    /// expands to more is cut at this many. Default 16.
+    #[serde(default = "default_max_candidates")]
+    pub max_candidates: usize,
+    /// Most provider calls one request may make, over all its targets, retries and key
+    /// rotations: a request with many fallbacks to failing providers cannot turn into
+    /// hundreds of upstream calls. Default 10.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// No retry or fallback attempt starts later than this after the request arrived
+    /// (an attempt already running is not cut short; its own timeouts bound it), and a
+    /// backoff never sleeps past it. Default 120000 ms.
+    #[serde(default = "default_retry_deadline_ms")]
+    pub retry_deadline_ms: u64,
+    /// Largest complete (non-streamed) answer read from a provider, in bytes. A larger
+    /// one is refused with a 502 that says so (no retry: it would be as large again).
+    /// Streams are passed on event by event and are not limited by this. Default 32 MiB,
+    /// room for an embeddings batch of about a thousand 3072-dimension vectors as JSON.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
 }
 
 impl Default for RoutingConfig {
@@ -167,6 +246,10 @@ impl Default for RoutingConfig {
             backoff_base_ms: default_backoff_base_ms(),
             backoff_max_ms: default_backoff_max_ms(),
             max_retry_after_secs: default_max_retry_after_secs(),
+            max_candidates: default_max_candidates(),
+            max_attempts: default_max_attempts(),
+            retry_deadline_ms: default_retry_deadline_ms(),
+            max_response_bytes: default_max_response_bytes(),
         }
     }
 }
@@ -182,6 +265,18 @@ fn default_backoff_max_ms() -> u64 {
 }
 fn default_max_retry_after_secs() -> u64 {
     30
+}
+fn default_max_candidates() -> usize {
+    16
+}
+fn default_max_attempts() -> u32 {
+    10
+}
+fn default_retry_deadline_ms() -> u64 {
+    120_000
+}
+fn default_max_response_bytes() -> usize {
+    32 * 1024 * 1024
 }
 
 /// `[providers.NAME]`
@@ -443,7 +538,7 @@ impl Config {
     /// The zero-config start: one provider per usual API-key variable that is set
     /// (`OPENAI_API_KEY` → provider `openai`, …), listening on 127.0.0.1:8080.
     pub fn from_environment(env: &dyn Environment) -> Config {
-        let mut providers = BTreeMap::new();
+        let mut providers = IndexMap::new();
         for kind in ALL_KINDS {
             let Some(var) = kind.api_key_env() else {
                 continue;
@@ -503,7 +598,9 @@ impl Config {
                 .var("SLUICE_ADMIN_TOKEN")
                 .is_some()
                 .then(|| "env:SLUICE_ADMIN_TOKEN".to_owned()),
+            admin_secret_refs: Vec::new(),
             default_output_tokens: default_output_tokens(),
+            allow_unpriced_models: Vec::new(),
             audit: Default::default(),
         };
         Config {
@@ -522,11 +619,31 @@ impl Config {
         let mut issues = Vec::new();
         let mut issue = |path: String, message: String| issues.push(ConfigIssue { path, message });
 
+        for (field, zero) in [
+            ("header_timeout_ms", self.server.header_timeout_ms == 0),
+            ("idle_timeout_ms", self.server.idle_timeout_ms == 0),
+            ("body_timeout_ms", self.server.body_timeout_ms == 0),
+            ("max_connections", self.server.max_connections == Some(0)),
+        ] {
+            if zero {
+                issue(format!("server.{field}"), "must be greater than 0".into());
+            }
+        }
         if self.server.max_body_bytes == 0 {
             issue(
                 "server.max_body_bytes".into(),
                 "must be greater than 0".into(),
             );
+        }
+        for (field, zero) in [
+            ("max_candidates", self.routing.max_candidates == 0),
+            ("max_attempts", self.routing.max_attempts == 0),
+            ("retry_deadline_ms", self.routing.retry_deadline_ms == 0),
+            ("max_response_bytes", self.routing.max_response_bytes == 0),
+        ] {
+            if zero {
+                issue(format!("routing.{field}"), "must be greater than 0".into());
+            }
         }
         if self.routing.backoff_base_ms > self.routing.backoff_max_ms {
             issue(
@@ -541,11 +658,11 @@ impl Config {
         let mut providers = Vec::new();
         for (name, p) in &self.providers {
             let at = format!("providers.{name}");
-            if !valid_name(name) {
+            if !safe_name(name) {
                 issue(
                     at.clone(),
                     format!(
-                        "`{name}` is not a valid provider name: use letters, digits, `-` and `_`"
+                        "`{name}` is not a valid provider name: use letters, digits, `-` and `_` ({MAX_NAME_LEN} at most)"
                     ),
                 );
             }
@@ -695,11 +812,11 @@ impl Config {
 
         for (name, alias) in &self.aliases {
             let at = format!("aliases.{name}");
-            if !valid_name(name) {
+            if !alias_name(name) {
                 issue(
                     at.clone(),
                     format!(
-                        "`{name}` is not a valid alias name: use letters, digits, `-`, `_` and `.`"
+                        "`{name}` is not a valid alias name: start with a letter or digit, then use letters, digits, `-`, `_` and `.` ({MAX_NAME_LEN} at most)"
                     ),
                 );
             }
@@ -879,11 +996,27 @@ fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
+/// Longest provider, alias or entity name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A provider name or an admin-API id: letters, digits, `-` and `_`, 1 to 64 characters.
+/// Such names appear in URL paths (`/api/v1/providers/{name}`), model strings
+/// (`name/model`), metric labels and audit records, so they carry nothing that a path,
+/// a parser or a log reader could read as structure.
+pub fn safe_name(name: &str) -> bool {
+    (1..=MAX_NAME_LEN).contains(&name.len())
         && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'))
+}
+
+/// An alias name: as [`safe_name`], and dots after the first character (`gpt-4.1-fast`).
+pub fn alias_name(name: &str) -> bool {
+    (1..=MAX_NAME_LEN).contains(&name.len())
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// `a, b, c` or `none`.
@@ -1064,8 +1197,8 @@ targets = [{ model = "nope/gpt" }, { model = "gpt-4o" }]
         let names: Vec<&String> = cfg.providers.keys().collect();
         assert_eq!(
             names,
-            vec!["gemini", "ollama", "openai"],
-            "azure needs its endpoint too"
+            vec!["openai", "gemini", "ollama"],
+            "azure needs its endpoint too; the order is the kinds' order"
         );
         let valid = cfg.validate(&env, "environment").unwrap();
         let gemini = valid.providers.iter().find(|p| p.name == "gemini").unwrap();

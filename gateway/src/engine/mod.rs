@@ -62,8 +62,6 @@ use stream::{StreamError, StreamTranslator, UpstreamStream};
 
 /// Largest error body read from a provider (the rest is not needed for a message).
 const MAX_ERROR_BODY: usize = 64 * 1024;
-/// Largest non-streamed success body accepted from a provider.
-const MAX_RESPONSE_BODY: usize = 256 * 1024 * 1024;
 
 /// Routing table plus where records go. Immutable; swapped whole on config change.
 #[derive(Debug)]
@@ -97,6 +95,8 @@ struct RequestCtx {
     submitted: bool,
     /// Strict audit: the writer's acknowledgement to wait for before the response ends.
     ack: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Removes configured secrets from upstream text before it is recorded or answered.
+    scrub: Arc<crate::secret::Scrubber>,
 }
 
 impl RequestCtx {
@@ -126,6 +126,18 @@ impl RequestCtx {
 
     /// Costs the answer and returns the header value.
     fn price(&mut self, prices: &PriceTable, target: &Target) -> HeaderValue {
+        if let Some(usage) = &mut self.record.usage {
+            let clamped = usage.clamp();
+            if !clamped.is_empty() {
+                tracing::warn!(provider = %target.provider.name, "upstream reported absurd usage; clamped: {}", clamped.join(", "));
+                self.record.anomalies.push(format!(
+                    "usage reported by provider `{}` clamped to {} tokens: {}",
+                    target.provider.name,
+                    sluice_shared::openai::MAX_REPORTED_TOKENS,
+                    clamped.join(", ")
+                ));
+            }
+        }
         if let Some(usage) = &self.record.usage {
             self.record.cost = prices.cost(&target.provider.name, &target.model, usage);
         }
@@ -137,8 +149,19 @@ impl RequestCtx {
         target: &Target,
         key_id: &str,
         started: Instant,
-        outcome: AttemptOutcome,
+        mut outcome: AttemptOutcome,
     ) {
+        match &mut outcome {
+            AttemptOutcome::Status { message, .. }
+            | AttemptOutcome::Connect { message }
+            | AttemptOutcome::Protocol { message }
+            | AttemptOutcome::StreamError { message }
+            | AttemptOutcome::Saturated { message } => self.scrub.string(message),
+            AttemptOutcome::Skipped { reason } => self.scrub.string(reason),
+            AttemptOutcome::Ok { .. }
+            | AttemptOutcome::HeaderTimeout
+            | AttemptOutcome::IdleTimeout => {}
+        }
         self.record.attempts.push(AttemptRecord {
             provider: target.provider.name.clone(),
             model: target.model.clone(),
@@ -149,7 +172,8 @@ impl RequestCtx {
         });
     }
 
-    async fn error_response(&mut self, error: GatewayError, flavor: Flavor) -> Response {
+    async fn error_response(&mut self, mut error: GatewayError, flavor: Flavor) -> Response {
+        self.scrub_error(&mut error);
         self.record.error_kind = Some(error.kind.label());
         self.record.error_message = Some(error.message.clone());
         let status = error.status.as_u16();
@@ -158,6 +182,14 @@ impl RequestCtx {
         self.submit(status, RequestOutcome::Error);
         self.durable().await;
         response
+    }
+
+    /// What an error carries from upstream (its message, a forwarded body), scrubbed.
+    fn scrub_error(&self, error: &mut GatewayError) {
+        self.scrub.string(&mut error.message);
+        if let Some((_, body)) = &mut error.upstream_body {
+            *body = self.scrub.bytes(std::mem::take(body));
+        }
     }
 
     fn stamp(&self, response: &mut Response) {
@@ -249,6 +281,9 @@ pub async fn execute(
 ) -> Response {
     crate::metrics::request_started();
     let flavor = inbound.api.flavor();
+    // The routing table may be replaced by the admin API at any time; this request keeps
+    // the one it started with.
+    let router = engine.router.load_full();
     let mut ctx = RequestCtx {
         record: RequestRecord::new(
             request_id.clone(),
@@ -260,6 +295,7 @@ pub async fn execute(
         sink: engine.sink.clone(),
         submitted: false,
         ack: None,
+        scrub: router.scrubber.clone(),
     };
     ctx.record.app = caller.app;
     ctx.record.request_bytes = caller.body.len() as u64;
@@ -295,9 +331,6 @@ pub async fn execute(
             }
         }
     }
-    // The routing table may be replaced by the admin API at any time; this request keeps
-    // the one it started with.
-    let router = engine.router.load_full();
     let mut plan = match router.plan(&inbound.model, &inbound.fallbacks, flavor) {
         Ok(plan) => plan,
         Err(e) => return ctx.error_response(e, flavor).await,
@@ -324,10 +357,41 @@ pub async fn execute(
     let retry = &router.retry;
     let max_retry_after = Duration::from_secs(retry.max_retry_after_secs);
     let mut errors: Vec<GatewayError> = Vec::new();
+    // The request's attempt budget: calls over all targets, and a time after which no
+    // new attempt starts. `stopped` says which ran out, for the final message.
+    let deadline = ctx.started + Duration::from_millis(retry.retry_deadline_ms);
+    let mut calls = 0u32;
+    let mut stopped: Option<String> = None;
 
-    for target in &plan {
+    'targets: for target in &plan {
         let provider = &target.provider;
         let prepare_start = Instant::now();
+        if !provider.has_available_key(provider.now_ms()) {
+            // Breaker open: every key is cooling down after failures. No call is made
+            // until one comes back, however many requests or fallbacks name it.
+            let wait = provider.reopens_in();
+            let message = format!(
+                "provider `{}` is skipped: every key is out of rotation after repeated failures (breaker open for {} ms more)",
+                provider.name,
+                wait.as_millis()
+            );
+            ctx.attempt(
+                target,
+                "",
+                prepare_start,
+                AttemptOutcome::Skipped {
+                    reason: message.clone(),
+                },
+            );
+            let mut e = GatewayError::new(
+                ErrorKind::UpstreamConnect,
+                StatusCode::SERVICE_UNAVAILABLE,
+                message,
+            );
+            e.retry_after = Some(wait.as_secs().max(1));
+            errors.push(e);
+            continue;
+        }
         let call = match provider.prepare(&mut inbound, &target.model) {
             Ok(Prepared::Call(call)) => call,
             Ok(Prepared::Local(body)) => {
@@ -409,8 +473,22 @@ pub async fn execute(
         let mut excluded: Vec<usize> = Vec::new();
         let mut attempt = 0u32;
         while let Some(key) = provider.choose_key(&excluded) {
+            if calls >= retry.max_attempts {
+                stopped = Some(format!(
+                    "stopped after {calls} provider calls (routing.max_attempts)"
+                ));
+                break 'targets;
+            }
+            if calls > 0 && Instant::now() >= deadline {
+                stopped = Some(format!(
+                    "no new attempt after {} ms (routing.retry_deadline_ms)",
+                    retry.retry_deadline_ms
+                ));
+                break 'targets;
+            }
+            calls += 1;
             let attempt_start = Instant::now();
-            let step = attempt_once(&mut ctx, target, key, &call, &meta).await;
+            let step = attempt_once(&mut ctx, target, key, &call, &meta, retry.max_response_bytes).await;
             match step {
                 Step::Complete { mut body, usage } => {
                     ctx.record.served_by = Some(format!("{}/{}", provider.name, target.model));
@@ -507,7 +585,8 @@ pub async fn execute(
                     {
                         break;
                     }
-                    let delay = backoff(retry, attempt - 1, retry_after);
+                    let delay = backoff(retry, attempt - 1, retry_after)
+                        .min(deadline.saturating_duration_since(Instant::now()));
                     tokio::time::sleep(delay).await;
                     ctx.record.wait_time += delay;
                 }
@@ -516,7 +595,10 @@ pub async fn execute(
         drop(permit);
     }
 
-    let error = final_error(errors, &ctx.record.attempts);
+    let mut error = final_error(errors, &ctx.record.attempts);
+    if let Some(why) = stopped {
+        error.message = format!("{}; {why}", error.message);
+    }
     ctx.error_response(error, flavor).await
 }
 
@@ -526,6 +608,7 @@ async fn attempt_once(
     key: usize,
     call: &UpstreamCall,
     meta: &ResponseMeta,
+    max_response: usize,
 ) -> Step {
     let provider = &target.provider;
     let key_id = provider
@@ -733,8 +816,14 @@ async fn attempt_once(
         };
     }
 
-    let body = match read_body(response, MAX_RESPONSE_BODY, provider.stream_idle_timeout).await {
+    let body = match read_body(response, max_response, provider.stream_idle_timeout).await {
         Ok(body) => body,
+        Err(e @ StreamError::TooLarge(_)) => {
+            // The same request would get the same answer: no retry, no fallback.
+            let (outcome, error) = stream_failure(&label, &e, provider.stream_idle_timeout);
+            ctx.attempt(target, &key_id, started, outcome);
+            return Step::Fatal(error);
+        }
         Err(e) => {
             let (outcome, error) = stream_failure(&label, &e, provider.stream_idle_timeout);
             ctx.attempt(target, &key_id, started, outcome);
@@ -840,7 +929,7 @@ fn stream_failure(
                 format!("{label}: {e}"),
             ),
         ),
-        StreamError::Truncated | StreamError::Protocol(_) => (
+        StreamError::Truncated | StreamError::Protocol(_) | StreamError::TooLarge(_) => (
             AttemptOutcome::Protocol {
                 message: e.to_string(),
             },
@@ -875,9 +964,7 @@ async fn read_body(
         };
         let held = first.as_ref().map_or(0, Bytes::len) + out.len();
         if held + chunk.len() > cap {
-            return Err(StreamError::Protocol(format!(
-                "body larger than {cap} bytes"
-            )));
+            return Err(StreamError::TooLarge(cap));
         }
         match first.take() {
             None if out.is_empty() => first = Some(chunk),
@@ -891,26 +978,34 @@ async fn read_body(
     Ok(first.unwrap_or_else(|| out.freeze()))
 }
 
-/// `Retry-After` in seconds or as an HTTP date; also OpenAI's `retry-after-ms`.
+/// The longest `Retry-After` believed from an upstream: a day. Larger values (`1e300`)
+/// are clamped to it, so no duration or clock arithmetic downstream can overflow.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// `Retry-After` in seconds or as an HTTP date; also OpenAI's `retry-after-ms`. Clamped
+/// to [`MAX_RETRY_AFTER`]; negative, NaN or unparsable values are ignored.
 fn parse_retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers
+    let seconds = |secs: f64| {
+        (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
+    };
+    if let Some(after) = headers
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
+        .and_then(|ms| seconds(ms / 1000.0))
     {
-        return Some(Duration::from_millis(ms as u64));
+        return Some(after);
     }
     let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| Duration::from_millis((secs * 1000.0) as u64));
+        return seconds(secs);
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(
         when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
     )
 }
 
@@ -1050,11 +1145,21 @@ impl ClientStream {
         self.ctx.record.response_body = self.capture.take().map(BytesMut::freeze);
         self.ctx.submit(200, RequestOutcome::StreamFailed);
         self.ctx.durable().await;
-        let event = error.stream_event(self.flavor);
+        let event = self.error_event(&error);
         let mut out = BytesMut::with_capacity(filtered.bytes.len() + event.len());
         out.extend_from_slice(&filtered.bytes);
         out.extend_from_slice(&event);
         Some(out.freeze())
+    }
+
+    /// The event that ends a failed stream, in the client's framing.
+    fn error_event(&self, error: &GatewayError) -> Bytes {
+        // A Responses stream ends with its own failure events.
+        if self.ctx.record.api == crate::providers::ClientApi::Responses.label() {
+            error.responses_stream_events(&format!("resp_{}", self.ctx.record.request_id))
+        } else {
+            error.stream_event(self.flavor)
+        }
     }
 
     fn sent(&mut self, bytes: &Bytes) {
@@ -1091,12 +1196,13 @@ impl ClientStream {
             Some(e) => {
                 let provider = &self.target.provider;
                 let label = format!("provider `{}`", provider.name);
-                let (_, error) = stream_failure(&label, &e, provider.stream_idle_timeout);
+                let (_, mut error) = stream_failure(&label, &e, provider.stream_idle_timeout);
+                self.ctx.scrub_error(&mut error);
                 self.ctx.record.error_kind = Some(error.kind.label());
                 self.ctx.record.error_message = Some(error.message.clone());
                 self.ctx.submit(200, RequestOutcome::StreamFailed);
                 self.ctx.durable().await;
-                Some(error.stream_event(self.flavor))
+                Some(self.error_event(&error))
             }
         }
     }
@@ -1204,5 +1310,43 @@ impl RequestCtx {
         let mut response = Response::new(Body::empty());
         self.stamp(&mut response);
         headers.extend(response.headers().clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn retry_after_from_an_upstream_is_clamped_whatever_its_form() {
+        for value in ["1e300", "18446744073709551616", "inf", "1.7976931348623157e308"] {
+            let got = parse_retry_after(&headers(&[("retry-after", value)]));
+            assert!(
+                got.is_none_or(|d| d <= MAX_RETRY_AFTER),
+                "{value}: {got:?}"
+            );
+        }
+        assert_eq!(
+            parse_retry_after(&headers(&[("retry-after-ms", "1e300")])),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(parse_retry_after(&headers(&[("retry-after", "-5")])), None);
+        assert_eq!(parse_retry_after(&headers(&[("retry-after", "NaN")])), None);
+        assert_eq!(
+            parse_retry_after(&headers(&[("retry-after", "2")])),
+            Some(Duration::from_secs(2))
+        );
+        assert!(
+            parse_retry_after(&headers(&[("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")]))
+                .is_some_and(|d| d <= MAX_RETRY_AFTER)
+        );
     }
 }

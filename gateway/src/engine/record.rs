@@ -140,6 +140,10 @@ pub struct RequestRecord {
     /// matched text.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub guardrails: Vec<GuardrailDecision>,
+    /// What the upstream reported that could not be believed and was corrected (usage
+    /// counts clamped): kept in the audit record.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<String>,
 }
 
 impl RequestRecord {
@@ -170,6 +174,7 @@ impl RequestRecord {
             response_body: None,
             admission: None,
             guardrails: Vec::new(),
+            anomalies: Vec::new(),
         }
     }
 }

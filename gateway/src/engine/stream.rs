@@ -38,6 +38,8 @@ pub enum StreamError {
     Provider(StreamFailure),
     /// Not SSE, or an event that does not parse.
     Protocol(String),
+    /// A complete (non-streamed) answer longer than `routing.max_response_bytes`.
+    TooLarge(usize),
 }
 
 impl std::fmt::Display for StreamError {
@@ -56,6 +58,10 @@ impl std::fmt::Display for StreamError {
                 p.kind, p.message
             ),
             StreamError::Protocol(e) => write!(f, "the provider's stream could not be read: {e}"),
+            StreamError::TooLarge(cap) => write!(
+                f,
+                "the provider's answer is larger than this gateway's limit of {cap} bytes (routing.max_response_bytes); ask for less (fewer inputs, a lower max_tokens) or raise the limit"
+            ),
         }
     }
 }

@@ -136,7 +136,10 @@ impl BudgetCounter {
     /// The state at `now`.
     pub fn state(&mut self, now: Millis) -> BudgetState {
         self.expire(now);
-        let spent = self.buckets.iter().map(|(_, m)| m).sum();
+        let spent = self
+            .buckets
+            .iter()
+            .fold(0u64, |sum, (_, m)| sum.saturating_add(*m));
         let resets_at = if self.budget.rolling {
             let (len, bucket) = rolling_shape(self.budget.window);
             self.buckets
@@ -157,7 +160,7 @@ impl BudgetCounter {
     /// Whether a new request may start.
     pub fn has_room(&mut self, now: Millis) -> Result<(), BudgetState> {
         let s = self.state(now);
-        if s.spent_micros + s.reserved_micros >= s.limit_micros {
+        if s.spent_micros.saturating_add(s.reserved_micros) >= s.limit_micros {
             Err(s)
         } else {
             Ok(())
@@ -165,7 +168,7 @@ impl BudgetCounter {
     }
 
     pub fn reserve(&mut self, micros: u64) {
-        self.reserved += micros;
+        self.reserved = self.reserved.saturating_add(micros);
     }
 
     /// Replaces a reservation with the real cost, charged at `ts`. Returns true when this
@@ -190,7 +193,7 @@ impl BudgetCounter {
         }
         let slot = self.slot(ts);
         match self.buckets.iter_mut().find(|(s, _)| *s == slot) {
-            Some((_, m)) => *m += micros,
+            Some((_, m)) => *m = m.saturating_add(micros),
             None => {
                 let at = self
                     .buckets

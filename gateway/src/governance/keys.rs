@@ -79,6 +79,17 @@ pub fn tokens_equal(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
+/// The credential of an `Authorization` header value: the token after the `Bearer` scheme,
+/// whose name is case-insensitive (RFC 9110 §11.1), trimmed. `None` for another scheme.
+/// The one parser for the virtual-key surfaces and the admin API.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let (scheme, token) = value.split_once(|c: char| c == ' ' || c == '\t')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+}
+
 /// `sk-sluice-abcd…wxyz` style hint for messages: the public id only.
 pub fn display(public_id: &str) -> String {
     format!("{PREFIX}{public_id}-…")
@@ -87,6 +98,16 @@ pub fn display(public_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_other_schemes_are_not_bearer() {
+        for v in ["Bearer abc", "bearer abc", "BEARER  abc ", " Bearer\tabc"] {
+            assert_eq!(bearer_token(v), Some("abc"), "{v:?}");
+        }
+        for v in ["Basic abc", "Bearerabc", "abc", ""] {
+            assert_eq!(bearer_token(v), None, "{v:?}");
+        }
+    }
 
     #[test]
     fn generated_keys_parse_and_match() {

@@ -40,12 +40,12 @@ impl MinuteCounter {
     pub fn count(&mut self, now: Millis) -> u64 {
         self.roll(now);
         let into = (now - self.minute) as f64 / MINUTE as f64;
-        (self.previous as f64 * (1.0 - into)).round() as u64 + self.current
+        ((self.previous as f64 * (1.0 - into)).round() as u64).saturating_add(self.current)
     }
 
     pub fn add(&mut self, now: Millis, n: u64) {
         self.roll(now);
-        self.current += n;
+        self.current = self.current.saturating_add(n);
     }
 
     /// Seconds until the count drops by at least `n` (for `Retry-After`).
@@ -56,7 +56,7 @@ impl MinuteCounter {
         }
         if self.previous > 0 && self.current < limit {
             // The previous minute's share decays linearly: wait until enough has left.
-            let need = (count + 1 - limit) as f64;
+            let need = (count.saturating_add(1) - limit) as f64;
             let per_ms = self.previous as f64 / MINUTE as f64;
             return ((need / per_ms) / 1000.0).ceil().max(1.0) as u64;
         }

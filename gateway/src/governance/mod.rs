@@ -251,6 +251,8 @@ pub struct GovernanceSettings {
     pub admin_token: Option<Secret>,
     /// Output tokens assumed for a request without `max_tokens` when estimating its cost.
     pub default_output_tokens: u64,
+    /// `provider/model` patterns that may run unpriced under a budget.
+    pub allow_unpriced_models: Vec<String>,
     /// Request/response bodies longer than this are cut in `full` audit records.
     pub max_body_bytes: usize,
 }
@@ -280,13 +282,8 @@ pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        let v = v.trim();
-        return Some(
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-                .unwrap_or(v)
-                .trim(),
-        );
+        // A bare token without a scheme is taken as it is (some clients send one).
+        return Some(keys::bearer_token(v).unwrap_or(v.trim()));
     }
     headers
         .get("x-api-key")
@@ -571,6 +568,31 @@ impl Governance {
                 .flat_map(|(k, v)| snapshot.budgets.get(&ScopedRef(k, v)).into_iter().flatten())
                 .collect();
             if !budget_ids.is_empty() {
+                // A model without a price would pass any budget at $0: under a budget it
+                // is not a candidate unless config lets it run uncosted.
+                let unpriced = |t: &Target| {
+                    self.prices.lookup(&t.provider.name, &t.model).is_none()
+                        && !self.settings.allow_unpriced_models.iter().any(|p| {
+                            glob_match(p, &format!("{}/{}", t.provider.name, t.model))
+                        })
+                };
+                if plan.iter().all(unpriced) {
+                    let names: Vec<String> = plan
+                        .iter()
+                        .map(|t| format!("{}/{}", t.provider.name, t.model))
+                        .collect();
+                    return Err(err(
+                        ErrorKind::Forbidden,
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "model `{requested_model}` ({}) has no price, and a budget applies to virtual key {}: its spend could not be counted. Use a priced model, or ask your admin to add a price under [prices] or list it in governance.allow_unpriced_models",
+                            names.join(", "),
+                            keys::display(&id.key_id)
+                        ),
+                    )
+                    .with_param("model"));
+                }
+                plan.retain(|t| !unpriced(t));
                 let output = max_output_tokens.unwrap_or(self.settings.default_output_tokens);
                 let estimate = plan
                     .iter()
@@ -664,6 +686,8 @@ impl Governance {
     }
 }
 
+/// Whether `policy` lets a request that asked for `requested` be served by `model` at
+/// `provider` (one candidate of its plan). See [`KeyPolicy`] for how patterns match.
 fn model_allowed(policy: &KeyPolicy, requested: &str, provider: &str, model: &str) -> bool {
     if policy.allow_models.is_empty()
         && policy.deny_models.is_empty()
@@ -673,17 +697,24 @@ fn model_allowed(policy: &KeyPolicy, requested: &str, provider: &str, model: &st
         return true;
     }
     let served = format!("{provider}/{model}");
-    let matches = |pattern: &String| {
-        glob_match(pattern, &served) || glob_match(pattern, requested) || glob_match(pattern, model)
+    let denied = |pattern: &String| {
+        glob_match(pattern, &served) || glob_match(pattern, model) || glob_match(pattern, requested)
     };
-    if policy.deny_providers.iter().any(|p| p == provider) || policy.deny_models.iter().any(matches)
+    if policy.deny_providers.iter().any(|p| p == provider) || policy.deny_models.iter().any(denied)
     {
         return false;
     }
     if !policy.allow_providers.is_empty() && !policy.allow_providers.iter().any(|p| p == provider) {
         return false;
     }
-    policy.allow_models.is_empty() || policy.allow_models.iter().any(matches)
+    let allowed = |pattern: &String| {
+        if pattern.contains('/') {
+            glob_match(pattern, &served)
+        } else {
+            glob_match(pattern, model)
+        }
+    };
+    policy.allow_models.is_empty() || policy.allow_models.iter().any(allowed)
 }
 
 fn rate_limited(kind: ScopeKind, id: &str, what: &str, retry_after: u64) -> GatewayError {
@@ -786,7 +817,7 @@ impl RecordSink for GovernanceSink {
         let tokens = record
             .usage
             .as_ref()
-            .map(|u| u.prompt_tokens + u.completion_tokens)
+            .map(|u| u.prompt_tokens.saturating_add(u.completion_tokens))
             .unwrap_or(0);
         gov.settle(&mut admission, cost, tokens, now_ms());
         let identity = admission.identity.clone();
@@ -875,7 +906,12 @@ fn audit_entry(r: RequestRecord, id: Option<&Identity>, ts_ms: i64, max_body: us
         latency_ms: r.latency.as_secs_f64() * 1000.0,
         status: r.status,
         outcome: r.outcome.label().to_owned(),
-        error: r.error_message,
+        // Corrected upstream numbers are kept with the error, or as the record's note.
+        error: match (r.error_message, r.anomalies.is_empty()) {
+            (e, true) => e,
+            (None, false) => Some(r.anomalies.join("; ")),
+            (Some(e), false) => Some(format!("{e}; {}", r.anomalies.join("; "))),
+        },
         guardrails: r
             .guardrails
             .iter()
@@ -906,5 +942,50 @@ fn audit_entry(r: RequestRecord, id: Option<&Identity>, ts_ms: i64, max_body: us
         } else {
             None
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(allow: &[&str], deny: &[&str]) -> KeyPolicy {
+        KeyPolicy {
+            allow_models: allow.iter().map(|s| (*s).to_owned()).collect(),
+            deny_models: deny.iter().map(|s| (*s).to_owned()).collect(),
+            ..KeyPolicy::default()
+        }
+    }
+
+    #[test]
+    fn allows_decide_on_the_served_provider_and_model_only() {
+        let p = policy(&["openai/*"], &[]);
+        assert!(model_allowed(&p, "openai/gpt-4o", "openai", "gpt-4o"));
+        // Every other way of naming `openai/...` that another provider serves.
+        for (requested, provider, model) in [
+            ("other/openai/gpt-4o", "other", "openai/gpt-4o"),
+            ("openai/gpt-4o", "other", "openai/gpt-4o"),
+            ("openai/gpt-4o", "other", "gpt-4o"),
+            ("openai-fast", "other", "gpt-4o"),
+            ("gpt-4o", "openrouter", "openai/gpt-4o"),
+        ] {
+            assert!(
+                !model_allowed(&p, requested, provider, model),
+                "{requested} served by {provider}/{model}"
+            );
+        }
+        let bare = policy(&["gpt-4o-mini"], &[]);
+        assert!(model_allowed(&bare, "anything", "azure", "gpt-4o-mini"));
+        assert!(!model_allowed(&bare, "gpt-4o-mini", "x", "gpt-4o"));
+        assert!(!model_allowed(&bare, "gpt-4o-mini", "x", "openai/gpt-4o-mini"));
+    }
+
+    #[test]
+    fn denies_match_every_name_of_a_candidate() {
+        let p = policy(&[], &["openai/gpt-4o"]);
+        assert!(!model_allowed(&p, "x", "openai", "gpt-4o"));
+        assert!(!model_allowed(&p, "x", "openrouter", "openai/gpt-4o"));
+        assert!(!model_allowed(&p, "openai/gpt-4o", "azure", "my-deployment"));
+        assert!(model_allowed(&p, "x", "openai", "gpt-4o-mini"));
     }
 }

@@ -84,12 +84,24 @@ pub enum KeyStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyPolicy {
+    /// Models the key may use, decided on where the request would really go: the
+    /// provider and model of each candidate after routing (the alias target, the
+    /// fallback), never on the name the client sent. A pattern with a `/` matches
+    /// `provider/model` (`openai/*`, `anthropic/claude-*`); one without matches the model
+    /// at any provider (`gpt-4o-mini`, `*-mini`). `*` matches any run of characters.
+    /// Empty: every model not denied.
     #[serde(default)]
     pub allow_models: Vec<String>,
+    /// Models the key may not use. Matched more widely than allows, so that a model
+    /// cannot slip out of a deny under another name: against `provider/model`, the model
+    /// alone (`openrouter/openai/gpt-4o` is denied by `openai/gpt-4o`) and the name the
+    /// client sent (an alias can be denied by name).
     #[serde(default)]
     pub deny_models: Vec<String>,
+    /// Provider names (`[providers.NAME]`) the key may use; empty: all.
     #[serde(default)]
     pub allow_providers: Vec<String>,
+    /// Provider names the key may not use.
     #[serde(default)]
     pub deny_providers: Vec<String>,
     #[serde(default)]

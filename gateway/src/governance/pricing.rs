@@ -67,6 +67,8 @@ impl PriceTable {
 
     /// The price for `model` served by `provider`.
     pub fn lookup(&self, provider: &str, model: &str) -> Option<Price> {
+        // Gemini names models `models/gemini-2.5-flash` in some places.
+        let model = model.strip_prefix("models/").unwrap_or(model);
         // Without overrides (the common case) no qualified name is built: this runs on
         // every admission and every priced answer.
         let overridden = (!self.overrides.is_empty()).then(|| {
@@ -162,6 +164,42 @@ mod tests {
             &Usage::new(1_000_000, 0, Some(1_000_000)),
         );
         assert_eq!(cached.micros, 75_000);
+    }
+
+    /// `gateway/data/provider_models.toml` records what each shipped provider kind lists;
+    /// every one of those models must have a price, or it would run uncosted (and be
+    /// refused under a budget).
+    #[test]
+    fn every_model_the_shipped_providers_list_has_a_price() {
+        #[derive(Deserialize)]
+        struct Listing {
+            kinds: BTreeMap<String, Kind>,
+        }
+        #[derive(Deserialize)]
+        struct Kind {
+            #[allow(dead_code)]
+            as_of: String,
+            models: Vec<String>,
+        }
+        let listing: Listing =
+            toml::from_str(include_str!("../../data/provider_models.toml")).unwrap();
+        let t = PriceTable::new(&BTreeMap::new()).unwrap();
+        let mut missing = Vec::new();
+        for (kind, k) in &listing.kinds {
+            assert!(
+                crate::providers::kind::ALL_KINDS
+                    .iter()
+                    .any(|known| known.name() == kind),
+                "unknown kind {kind}"
+            );
+            for m in &k.models {
+                if t.lookup(kind, m).is_none() {
+                    missing.push(format!("{kind}/{m}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "models without a price: {missing:?}");
+        assert!(listing.kinds.len() >= 11, "every hosted kind is listed");
     }
 
     #[test]

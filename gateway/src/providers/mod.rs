@@ -161,8 +161,9 @@ impl Provider {
     }
 
     /// Picks a key by weight among those in rotation and not `excluded` (keys this request
-    /// already saw refused). If every remaining key is out of rotation, the one that
-    /// comes back first is tried rather than failing without an attempt.
+    /// already saw refused). `None` when no such key is left: every remaining key is out
+    /// of rotation, so the provider's breaker is open and it gets no call until a key's
+    /// cooldown ends (then it is tried again, at a ramping share).
     pub fn choose_key(&self, excluded: &[usize]) -> Option<usize> {
         let now = self.now_ms();
         let weights: Vec<f64> = self
@@ -188,9 +189,19 @@ impl Provider {
             }
             return weights.iter().rposition(|w| *w > 0.0);
         }
-        (0..self.keys.len())
-            .filter(|i| !excluded.contains(i))
-            .min_by_key(|i| self.keys[*i].health.open_until_ms())
+        None
+    }
+
+    /// How long until the first key out of rotation comes back (zero if one is in).
+    pub fn reopens_in(&self) -> Duration {
+        let now = self.now_ms();
+        let soonest = self
+            .keys
+            .iter()
+            .map(|k| k.health.open_until_ms())
+            .min()
+            .unwrap_or(0);
+        Duration::from_millis(soonest.saturating_sub(now))
     }
 
     /// The complete HTTP request of one attempt: the prepared call with the key's
@@ -319,7 +330,7 @@ impl Provider {
                     let url = parse_url(&format!(
                         "{}/models/{}:countTokens",
                         self.base_url,
-                        path_segment(model)
+                        path_segment(model)?
                     ))?;
                     (url, to_json(&count)?, Decode::GeminiCountToAnthropic)
                 } else {
@@ -394,7 +405,7 @@ impl Provider {
             Protocol::Azure => format!(
                 "{}/deployments/{}/{path}?api-version={}",
                 self.base_url,
-                path_segment(model),
+                path_segment(model)?,
                 self.api_version
             ),
             _ => return self.fixed_url(path),
@@ -414,7 +425,7 @@ impl Provider {
     }
 
     fn gemini_url(&self, model: &str, stream: bool) -> Result<Uri, GatewayError> {
-        let model = path_segment(model.strip_prefix("models/").unwrap_or(model));
+        let model = path_segment(model.strip_prefix("models/").unwrap_or(model))?;
         let url = if stream {
             format!(
                 "{}/models/{model}:streamGenerateContent?alt=sse",
@@ -460,8 +471,17 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Bytes, GatewayError> {
         .map_err(|e| GatewayError::internal(format!("could not encode the provider request: {e}")))
 }
 
-/// Percent-encodes a model name for use as one URL path segment.
-fn path_segment(model: &str) -> String {
+/// Percent-encodes a model name for use as one URL path segment (Azure deployments,
+/// Gemini models). `.`, `..` and the empty name are refused: as a segment they mean
+/// "this folder" and "the folder above", so they would reach another endpoint of the
+/// provider than the one the gateway meant to call.
+fn path_segment(model: &str) -> Result<String, GatewayError> {
+    if model.is_empty() || model.bytes().all(|b| b == b'.') {
+        return Err(GatewayError::invalid(format!(
+            "`{model}` is not a model or deployment name (it would be read as a path)"
+        ))
+        .with_param("model"));
+    }
     let mut out = String::with_capacity(model.len());
     for b in model.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'@' | b':') {
@@ -470,7 +490,7 @@ fn path_segment(model: &str) -> String {
             out.push_str(&format!("%{b:02X}"));
         }
     }
-    out
+    Ok(out)
 }
 
 /// A local estimate of input tokens (about four characters per token) for providers that
@@ -512,7 +532,11 @@ mod tests {
 
     #[test]
     fn path_segments_are_encoded() {
-        assert_eq!(path_segment("gemini-2.5-flash"), "gemini-2.5-flash");
-        assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(path_segment("gemini-2.5-flash").unwrap(), "gemini-2.5-flash");
+        assert_eq!(path_segment("a/b c").unwrap(), "a%2Fb%20c");
+        assert_eq!(path_segment("../x").unwrap(), "..%2Fx");
+        for dots in ["", ".", "..", "..."] {
+            assert!(path_segment(dots).is_err(), "{dots:?}");
+        }
     }
 }

@@ -43,7 +43,7 @@ impl KeyHealth {
         if now_ms < open_until {
             return 0.0;
         }
-        let since = now_ms - open_until;
+        let since = now_ms.saturating_sub(open_until);
         if cfg.ramp_ms == 0 || since >= cfg.ramp_ms {
             return weight;
         }
@@ -81,12 +81,15 @@ impl KeyHealth {
                 self.next_cooldown(cfg)
             }
             KeyFailure::Auth => cfg.max_cooldown_ms,
-            KeyFailure::RateLimited(Some(after)) => (after.as_millis() as u64).max(1),
+            // An upstream's Retry-After is believed up to the longest cooldown.
+            KeyFailure::RateLimited(Some(after)) => u64::try_from(after.as_millis())
+                .unwrap_or(u64::MAX)
+                .clamp(1, cfg.max_cooldown_ms.max(1)),
             KeyFailure::RateLimited(None) => self.next_cooldown(cfg),
         };
         self.consecutive_failures.store(0, Ordering::Relaxed);
         self.open_until_ms
-            .fetch_max(now_ms + cooldown, Ordering::Relaxed);
+            .fetch_max(now_ms.saturating_add(cooldown), Ordering::Relaxed);
     }
 
     fn next_cooldown(&self, cfg: &HealthConfig) -> u64 {
@@ -156,6 +159,18 @@ mod tests {
         let h = KeyHealth::default();
         h.on_failure(KeyFailure::RateLimited(Some(Duration::from_secs(2))), 0, &c);
         assert!(h.is_open(1999) && !h.is_open(2000));
+    }
+
+    #[test]
+    fn absurd_retry_after_is_capped_and_never_overflows() {
+        let c = cfg();
+        let h = KeyHealth::default();
+        h.on_failure(KeyFailure::RateLimited(Some(Duration::MAX)), u64::MAX - 5, &c);
+        assert_eq!(h.open_until_ms(), u64::MAX);
+        let h = KeyHealth::default();
+        h.on_failure(KeyFailure::RateLimited(Some(Duration::from_secs(1 << 40))), 10, &c);
+        assert_eq!(h.open_until_ms(), 10 + c.max_cooldown_ms, "capped at max_cooldown_ms");
+        assert_eq!(h.effective_weight(1.0, u64::MAX, &c), 1.0);
     }
 
     #[test]

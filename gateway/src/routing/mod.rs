@@ -11,8 +11,10 @@
 //!    `/anthropic`, the first OpenAI-protocol provider for `/v1` (so Claude Code and the
 //!    OpenAI SDKs work with their usual model names).
 //!
-//! The request's own `fallbacks` follow, duplicates are dropped, and targets whose
-//! provider has every key out of rotation move to the end.
+//! The request's own `fallbacks` follow, duplicates are dropped (in linear time), the
+//! list is cut at `routing.max_candidates`, and targets whose provider has every key out
+//! of rotation move to the end (the engine skips them without a call while their
+//! breaker is open).
 
 pub mod health;
 pub mod limiter;
@@ -56,6 +58,9 @@ pub struct Router {
     by_name: HashMap<String, Arc<Provider>>,
     aliases: HashMap<String, Alias>,
     pub retry: RoutingConfig,
+    /// Every secret this table's providers hold (and the admin token), for scrubbing
+    /// what leaves the process.
+    pub scrubber: Arc<crate::secret::Scrubber>,
 }
 
 impl Router {
@@ -63,6 +68,7 @@ impl Router {
         providers: Vec<Arc<Provider>>,
         aliases: &std::collections::BTreeMap<String, AliasConfig>,
         retry: RoutingConfig,
+        scrubber: crate::secret::Scrubber,
     ) -> Self {
         let by_name: HashMap<String, Arc<Provider>> = providers
             .iter()
@@ -97,6 +103,7 @@ impl Router {
             by_name,
             aliases,
             retry,
+            scrubber: Arc::new(scrubber),
         }
     }
 
@@ -125,6 +132,14 @@ impl Router {
             )
             .with_param("model"));
         }
+        let cap = self.retry.max_candidates;
+        if fallbacks.len() > cap {
+            return Err(GatewayError::invalid(format!(
+                "`fallbacks` names {} models; at most {cap} targets are tried for one request (routing.max_candidates)",
+                fallbacks.len()
+            ))
+            .with_param("fallbacks"));
+        }
         let mut targets = Vec::new();
         self.expand(model, surface, &mut targets)?;
         for fallback in fallbacks {
@@ -135,18 +150,21 @@ impl Router {
                     e
                 })?;
         }
-        // Plans are a handful of entries: a quadratic scan beats hashing owned keys.
-        let mut kept = 0;
-        for i in 0..targets.len() {
-            let duplicate = targets[..kept].iter().any(|t| {
-                Arc::ptr_eq(&t.provider, &targets[i].provider) && t.model == targets[i].model
-            });
-            if !duplicate {
-                targets.swap(kept, i);
-                kept += 1;
+        // Linear: one hash-set probe per entry (a client controls how many there are, up
+        // to the cap above times an alias's size).
+        let mut seen: std::collections::HashSet<(*const Provider, &str)> =
+            std::collections::HashSet::with_capacity(targets.len());
+        let mut kept: Vec<Target> = Vec::with_capacity(targets.len().min(cap));
+        for t in &targets {
+            if kept.len() == cap {
+                break;
+            }
+            if seen.insert((Arc::as_ptr(&t.provider), t.model.as_str())) {
+                kept.push(t.clone());
             }
         }
-        targets.truncate(kept);
+        drop(seen);
+        let mut targets = kept;
         let now = self.providers.first().map(|p| p.now_ms()).unwrap_or(0);
         // Stable: the healthy keep their order, the unhealthy keep theirs, after them.
         targets.sort_by_key(|t| !t.provider.has_available_key(now));

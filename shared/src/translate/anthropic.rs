@@ -460,7 +460,10 @@ pub fn usage_to_openai(usage: &Usage) -> openai::Usage {
     let cache_read = usage.cache_read_input_tokens.unwrap_or(0);
     let cache_write = usage.cache_creation_input_tokens.unwrap_or(0);
     openai::Usage::new(
-        usage.input_tokens + cache_read + cache_write,
+        usage
+            .input_tokens
+            .saturating_add(cache_read)
+            .saturating_add(cache_write),
         usage.output_tokens,
         (cache_read > 0).then_some(cache_read),
     )

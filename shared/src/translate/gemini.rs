@@ -219,7 +219,9 @@ fn sanitize_schema(mut schema: Value) -> Value {
 pub fn usage_to_openai(usage: &UsageMetadata) -> openai::Usage {
     openai::Usage::new(
         usage.prompt_token_count,
-        usage.candidates_token_count + usage.thoughts_token_count.unwrap_or(0),
+        usage
+            .candidates_token_count
+            .saturating_add(usage.thoughts_token_count.unwrap_or(0)),
         usage.cached_content_token_count,
     )
 }

@@ -30,6 +30,12 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// An audit record's request id is already stored (the unique index refused it).
+    #[error("an audit record with one of these request ids is already stored")]
+    DuplicateRequestId,
+    /// A setting the store needs is unusable (the message names it).
+    #[error("{0}")]
+    Config(String),
     /// The audit writer's thread could not be started.
     #[error("cannot start the audit writer thread: {0}")]
     WriterThread(std::io::Error),
@@ -40,7 +46,8 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A record ready to store: its chain position, hashes, entry and the exact canonical
-/// JSON its hash covers (serialized once, by the writer).
+/// JSON its hash covers (serialized once, by the writer), and its MAC when the chain is
+/// keyed (see `sluice_shared::audit`).
 #[derive(Debug, Clone)]
 pub struct ChainedRecord {
     pub seq: u64,
@@ -48,17 +55,74 @@ pub struct ChainedRecord {
     pub hash: String,
     pub entry: sluice_shared::audit::AuditEntry,
     pub canonical: String,
+    pub mac: Option<String>,
+}
+
+/// The head's seal on a keyed chain: its MAC and the first record the seal covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadSeal {
+    pub mac: String,
+    pub sealed_from: u64,
+}
+
+/// The chain head as stored: the last record's `(seq, hash)` (`(0, GENESIS_HASH)` for
+/// an empty chain) and its seal, if it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub hash: String,
+    pub seal: Option<HeadSeal>,
 }
 
 /// Appends chained audit records; owned by the audit writer's thread, may block.
 pub trait AuditAppender: Send {
     /// Appends records (already chained, consecutive `seq`) in one transaction and moves
-    /// the chain head to the last one.
-    fn append(&mut self, records: &[ChainedRecord]) -> StoreResult<()>;
+    /// the chain head to the last one, with `seal` (`None`: the head is unsealed).
+    /// [`StoreError::DuplicateRequestId`] if a record's request id is already stored;
+    /// nothing is written then.
+    fn append(&mut self, records: &[ChainedRecord], seal: Option<&HeadSeal>) -> StoreResult<()>;
+    /// The head, and the MAC of the record it points at: what the writer checks when it
+    /// starts on a keyed chain.
+    fn head(&mut self) -> StoreResult<(AuditHead, Option<String>)>;
+    /// Replaces the head's seal (the writer starting a new seal on an existing chain).
+    fn seal_head(&mut self, seal: &HeadSeal) -> StoreResult<()>;
+    /// The stored canonical JSON of every record whose request id is in `ids` (the
+    /// first record, should an id have several). A spill import asks before chaining, so
+    /// that records an interrupted import already committed are skipped without taking
+    /// a chain position.
+    fn stored_records(
+        &mut self,
+        ids: &[&str],
+    ) -> StoreResult<std::collections::HashMap<String, String>>;
 }
 
-/// A stored audit row as the verifier reads it: `(seq, prev_hash, canonical_json, hash)`.
-pub type ChainRow = (u64, String, Vec<u8>, String);
+/// A stored audit row as the verifier reads it.
+#[derive(Debug, Clone)]
+pub struct ChainRow {
+    pub seq: u64,
+    pub prev_hash: String,
+    /// What the hash covers; replaced by bytes that cannot match when the row's indexed
+    /// columns disagree with it.
+    pub canonical: Vec<u8>,
+    pub hash: String,
+    pub mac: Option<String>,
+}
+
+/// Request ids recorded more than once (left by spill imports before imports skipped
+/// what they had already committed). Only the first record of each counts toward spend
+/// and usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditDuplicates {
+    /// Request ids with more than one record.
+    pub request_ids: u64,
+    /// Records beyond the first of their request id.
+    pub extra_records: u64,
+    /// A few of those request ids, oldest first.
+    pub examples: Vec<String>,
+    /// Records marked as a duplicate (so left out of spend) although no earlier record
+    /// has their request id: an edit that hides spend from budgets.
+    pub unmatched: Vec<u64>,
+}
 
 /// Everything the policy snapshot is built from.
 #[derive(Debug, Clone, Default)]
@@ -167,8 +231,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         name: String,
     ) -> BoxFuture<'_, StoreResult<()>>;
 
-    /// The last record's `(seq, hash)`, or `(0, GENESIS_HASH)`.
-    fn audit_head(&self) -> BoxFuture<'_, StoreResult<(u64, String)>>;
+    /// The chain head (see [`AuditHead`]).
+    fn audit_head(&self) -> BoxFuture<'_, StoreResult<AuditHead>>;
+    /// The key that seals the audit chain (`governance.audit.hmac_key`), once the audit
+    /// writer (or `audit verify`) has set it: the admin API's `audit verify` reaches the
+    /// store only, and checks MACs with this.
+    fn audit_key(&self) -> Option<std::sync::Arc<sluice_shared::audit::ChainKey>>;
+    /// Sets (or clears) the key [`Store::audit_key`] returns.
+    fn set_audit_key(&self, key: Option<std::sync::Arc<sluice_shared::audit::ChainKey>>);
+    /// Request ids recorded more than once, with at most `examples` of them.
+    fn audit_duplicates(&self, examples: u32) -> BoxFuture<'_, StoreResult<AuditDuplicates>>;
     /// The audit writer's own appender. The writer runs on a dedicated thread and
     /// appends every batch through this one handle, synchronously: a batch is one
     /// transaction with no hop to another thread per statement.
@@ -179,8 +251,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         filter: AuditFilter,
         limit: u32,
     ) -> BoxFuture<'_, StoreResult<Vec<AuditRecord>>>;
-    /// Raw rows for verification: `(seq, prev_hash, canonical_json, hash)` with
-    /// `seq > after`, at most `limit`.
+    /// Raw rows for verification with `seq > after`, at most `limit`.
     fn audit_chain(&self, after: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<ChainRow>>>;
     /// Summed cost (micro-dollars) by time bucket for records whose `column` equals `id`
     /// since `since_ms`: `(bucket_start_ms, micros)`.
