@@ -284,7 +284,10 @@ mod tests {
         let second = decoder.next_event().unwrap();
         assert_eq!(first.event.as_deref(), Some("error"));
         let v: serde_json::Value = serde_json::from_str(&first.data).unwrap();
-        assert_eq!((v["type"].as_str(), v["message"].as_str()), (Some("error"), Some("broke")));
+        assert_eq!(
+            (v["type"].as_str(), v["message"].as_str()),
+            (Some("error"), Some("broke"))
+        );
         assert_eq!(second.event.as_deref(), Some("response.failed"));
         let v: serde_json::Value = serde_json::from_str(&second.data).unwrap();
         assert_eq!(v["response"]["status"], "failed");

@@ -58,7 +58,9 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Walk the hash chain and name the first broken or missing record (exit 1 if any).
+    /// Walk the hash chain and name the first broken or missing record (exit 1 if any);
+    /// with `governance.audit.hmac_key` in the config, check the MACs too. Request ids
+    /// recorded more than once are reported (they count once toward spend).
     Verify {
         /// The gateway config whose `governance.database` to check (without it: the
         /// zero-config database, `sluice.db` or SLUICE_DATABASE).
@@ -182,6 +184,15 @@ async fn audit_verify(config: Option<PathBuf>) -> ExitCode {
         eprintln!("this config has no [governance] section, so there is no audit log to verify");
         return ExitCode::FAILURE;
     };
+    // Resolved before opening anything: a key that is configured but unreadable must not
+    // degrade to an unkeyed check that looks like a pass.
+    let key = match gov.audit.chain_key(&ProcessEnv) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let db = gov.database;
     if !std::path::Path::new(&db).exists() {
         eprintln!("audit database {db} does not exist");
@@ -195,22 +206,29 @@ async fn audit_verify(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    use sluice_gateway::governance::store::Store;
+    store.set_audit_key(key.map(std::sync::Arc::new));
     match sluice_gateway::api::admin::verify_chain(&store).await {
         Ok(report) => {
             let ok = report["ok"].as_bool().unwrap_or(false);
             if ok {
                 println!(
-                    "{db}: ok, {} records, head {}",
+                    "{db}: ok, {} records, head {} (record {})",
                     report["checked"],
-                    report["head"].as_str().unwrap_or("")
+                    report["head"].as_str().unwrap_or(""),
+                    report["head_seq"]
                 );
-                ExitCode::SUCCESS
             } else {
                 println!(
                     "{db}: BROKEN after {} good records: {}",
                     report["checked"],
                     report["error"].as_str().unwrap_or("")
                 );
+            }
+            print_verify_details(&report);
+            if ok {
+                ExitCode::SUCCESS
+            } else {
                 ExitCode::FAILURE
             }
         }
@@ -218,6 +236,41 @@ async fn audit_verify(config: Option<PathBuf>) -> ExitCode {
             eprintln!("cannot read {db}: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The MAC and duplicate parts of an `audit verify` report, one line each.
+fn print_verify_details(report: &serde_json::Value) {
+    let mac = &report["mac"];
+    if mac["checked"].as_bool().unwrap_or(false) {
+        let from = match mac["sealed_from"].as_u64() {
+            Some(from) if from > 1 => format!(", sealed from record {from} on"),
+            _ => String::new(),
+        };
+        println!(
+            "MAC: checked with governance.audit.hmac_key, {} sealed records{from}",
+            mac["sealed_records"]
+        );
+    } else {
+        println!(
+            "MAC: not checked ({} records carry one): set governance.audit.hmac_key in the config to detect a deleted tail with a rewritten head",
+            mac["records_with_mac"]
+        );
+    }
+    let dups = &report["duplicates"];
+    if dups["request_ids"].as_u64().unwrap_or(0) > 0 {
+        let examples: Vec<&str> = dups["examples"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "duplicates: {} request ids recorded more than once ({} extra records), e.g. {}; left by spill imports before they became idempotent, they count once toward spend and usage",
+            dups["request_ids"],
+            dups["extra_records"],
+            examples.join(", ")
+        );
+    } else {
+        println!("duplicates: none");
     }
 }
 

@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 
 use crate::config::{AliasConfig, Config, Environment, ProcessEnv, ProviderConfig};
 use crate::governance::model::glob_match;
-use crate::secret;
 use crate::governance::store::{Store, StoreError};
+use crate::secret;
 use crate::server::{AppState, build_router};
 
 /// `provider` or `alias`, as stored.
@@ -75,7 +75,9 @@ async fn overlay(
                 let p: ProviderConfig = serde_json::from_str(&body).map_err(bad)?;
                 // Stored before the allow-list changed: refused now, like a new entry.
                 if let Err(m) = check_api_provider(&name, &p, allowed_refs(base), &ProcessEnv) {
-                    tracing::error!("provider `{name}` defined through the admin API is not loaded: {m}");
+                    tracing::error!(
+                        "provider `{name}` defined through the admin API is not loaded: {m}"
+                    );
                     continue;
                 }
                 config.providers.insert(name, p);
@@ -324,31 +326,68 @@ mod tests {
             ("SLUICE_ADMIN_TOKEN", "admin-token-0123456789"),
         ]);
         let allowed = vec!["env:OPENAI_*".to_owned(), "file:/run/secrets/*".to_owned()];
-        assert!(check_api_provider("p", &provider(&["env:OPENAI_API_KEY"], None), &allowed, &env).is_ok());
+        assert!(
+            check_api_provider(
+                "p",
+                &provider(&["env:OPENAI_API_KEY"], None),
+                &allowed,
+                &env
+            )
+            .is_ok()
+        );
         for refused in [
             "env:SLUICE_ADMIN_TOKEN",
             "file:/etc/shadow",
             "file:/run/secrets/../../etc/shadow",
             "file:run/secrets/x",
         ] {
-            let e = check_api_provider("p", &provider(&[refused], None), &allowed, &env).unwrap_err();
+            let e =
+                check_api_provider("p", &provider(&[refused], None), &allowed, &env).unwrap_err();
             assert!(e.contains("admin_secret_refs"), "{refused}: {e}");
         }
         // Nothing is allowed by default.
-        assert!(check_api_provider("p", &provider(&["env:OPENAI_API_KEY"], None), &[], &env).is_err());
+        assert!(
+            check_api_provider("p", &provider(&["env:OPENAI_API_KEY"], None), &[], &env).is_err()
+        );
         // A pasted secret is refused without being echoed.
-        let e = check_api_provider("p", &provider(&["sk-live-pasted"], None), &allowed, &env).unwrap_err();
+        let e = check_api_provider("p", &provider(&["sk-live-pasted"], None), &allowed, &env)
+            .unwrap_err();
         assert!(!e.contains("sk-live-pasted"), "{e}");
         // Allowed but missing and allowed but unreadable read the same.
-        let missing = check_api_provider("p", &provider(&["env:OPENAI_NOPE"], None), &allowed, &env).unwrap_err();
-        let unreadable = check_api_provider("p", &provider(&["file:/run/secrets/nope"], None), &allowed, &env).unwrap_err();
-        assert!(missing.ends_with("cannot be resolved (not set, empty or unreadable)"), "{missing}");
-        assert!(unreadable.ends_with("cannot be resolved (not set, empty or unreadable)"), "{unreadable}");
+        let missing =
+            check_api_provider("p", &provider(&["env:OPENAI_NOPE"], None), &allowed, &env)
+                .unwrap_err();
+        let unreadable = check_api_provider(
+            "p",
+            &provider(&["file:/run/secrets/nope"], None),
+            &allowed,
+            &env,
+        )
+        .unwrap_err();
+        assert!(
+            missing.ends_with("cannot be resolved (not set, empty or unreadable)"),
+            "{missing}"
+        );
+        assert!(
+            unreadable.ends_with("cannot be resolved (not set, empty or unreadable)"),
+            "{unreadable}"
+        );
         // ca_file is a file reference too.
-        assert!(check_api_provider("p", &provider(&[], Some("/etc/ssl/private/key.pem")), &allowed, &env).is_err());
+        assert!(
+            check_api_provider(
+                "p",
+                &provider(&[], Some("/etc/ssl/private/key.pem")),
+                &allowed,
+                &env
+            )
+            .is_err()
+        );
         // Names are a safe alphabet.
         for name in ["openapi.json", "a/b", "..", "", "a b"] {
-            assert!(check_api_provider(name, &provider(&[], None), &allowed, &env).is_err(), "{name:?}");
+            assert!(
+                check_api_provider(name, &provider(&[], None), &allowed, &env).is_err(),
+                "{name:?}"
+            );
         }
     }
 }

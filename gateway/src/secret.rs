@@ -102,7 +102,9 @@ impl Scrubber {
     /// `text` with every secret replaced by [`SCRUBBED`].
     pub fn str<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
         match &self.matcher {
-            Some(m) if m.is_match(text) => m.replace_all(text, &vec![SCRUBBED; m.patterns_len()]).into(),
+            Some(m) if m.is_match(text) => m
+                .replace_all(text, &vec![SCRUBBED; m.patterns_len()])
+                .into(),
             _ => text.into(),
         }
     }
@@ -139,11 +141,20 @@ mod tests {
             Secret::new("short"),
         ];
         let s = Scrubber::new(&secrets);
-        let text = "Incorrect API key provided: sk-live-0123456789abcdef. admin-token-secret-value short";
+        let text =
+            "Incorrect API key provided: sk-live-0123456789abcdef. admin-token-secret-value short";
         let clean = s.str(text);
-        assert!(!clean.contains("sk-live-0123456789abcdef") && !clean.contains("admin-token-secret-value"), "{clean}");
-        assert!(clean.contains(SCRUBBED) && clean.ends_with("short"), "{clean}");
-        let body = bytes::Bytes::from(r#"{"error":{"message":"bad key sk-live-0123456789abcdef"}}"#);
+        assert!(
+            !clean.contains("sk-live-0123456789abcdef")
+                && !clean.contains("admin-token-secret-value"),
+            "{clean}"
+        );
+        assert!(
+            clean.contains(SCRUBBED) && clean.ends_with("short"),
+            "{clean}"
+        );
+        let body =
+            bytes::Bytes::from(r#"{"error":{"message":"bad key sk-live-0123456789abcdef"}}"#);
         let clean = s.bytes(body);
         let v: serde_json::Value = serde_json::from_slice(&clean).unwrap();
         assert_eq!(v["error"]["message"], format!("bad key {SCRUBBED}"));

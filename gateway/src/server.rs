@@ -71,7 +71,12 @@ pub fn build_router(config: &ValidConfig) -> anyhow::Result<routing::Router> {
         .providers
         .iter()
         .flat_map(|p| p.keys.iter().filter_map(|k| k.secret.as_ref()))
-        .chain(config.governance.as_ref().and_then(|g| g.admin_token.as_ref()));
+        .chain(
+            config
+                .governance
+                .as_ref()
+                .and_then(|g| g.admin_token.as_ref()),
+        );
     let scrubber = crate::secret::Scrubber::new(secrets);
     Ok(routing::Router::new(
         providers,
@@ -323,7 +328,9 @@ fn default_max_connections() -> usize {
             }
         }
         if let Some(soft) = limit.current {
-            return usize::try_from(soft / 4 * 3).unwrap_or(65_536).clamp(64, 65_536);
+            return usize::try_from(soft / 4 * 3)
+                .unwrap_or(65_536)
+                .clamp(64, 65_536);
         }
         65_536
     }

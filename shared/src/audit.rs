@@ -167,7 +167,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 fn from_hex(hex: &str) -> Option<Vec<u8>> {
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let bytes = hex.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes
@@ -232,7 +232,12 @@ impl ChainKey {
 
     /// The MAC stored with the head `(seq, hash)` of a seal that starts at `sealed_from`.
     pub fn head_mac(&self, seq: u64, hash: &str, sealed_from: u64) -> String {
-        to_hex(&self.head_state(seq, hash, sealed_from).finalize().into_bytes())
+        to_hex(
+            &self
+                .head_state(seq, hash, sealed_from)
+                .finalize()
+                .into_bytes(),
+        )
     }
 
     /// Whether `mac` is record `seq`'s MAC (compared in constant time).
@@ -572,13 +577,11 @@ mod tests {
         ChainKey::new(&[fill; 32]).unwrap()
     }
 
-    /// A chain of `n` records whose records are sealed with `key` from `sealed_from` on,
-    /// as `(seq, prev_hash, canonical, hash, mac)`.
-    fn sealed_chain(
-        n: u64,
-        key: &ChainKey,
-        sealed_from: u64,
-    ) -> Vec<(u64, String, Vec<u8>, String, Option<String>)> {
+    /// `(seq, prev_hash, canonical, hash, mac)`.
+    type SealedRow = (u64, String, Vec<u8>, String, Option<String>);
+
+    /// A chain of `n` records, sealed with `key` from `sealed_from` on.
+    fn sealed_chain(n: u64, key: &ChainKey, sealed_from: u64) -> Vec<SealedRow> {
         chain(n)
             .into_iter()
             .map(|(seq, prev, bytes, hash)| {
@@ -588,10 +591,7 @@ mod tests {
             .collect()
     }
 
-    fn walk(
-        v: &mut ChainVerifier,
-        rows: &[(u64, String, Vec<u8>, String, Option<String>)],
-    ) -> Result<(), ChainBreak> {
+    fn walk(v: &mut ChainVerifier, rows: &[SealedRow]) -> Result<(), ChainBreak> {
         for (seq, prev, bytes, hash, mac) in rows {
             v.check_sealed(*seq, prev, bytes, hash, mac.as_deref())?;
         }

@@ -368,8 +368,14 @@ impl Usage {
             for (name, v) in [
                 ("reasoning_tokens", &mut d.reasoning_tokens),
                 ("audio_tokens", &mut d.audio_tokens),
-                ("accepted_prediction_tokens", &mut d.accepted_prediction_tokens),
-                ("rejected_prediction_tokens", &mut d.rejected_prediction_tokens),
+                (
+                    "accepted_prediction_tokens",
+                    &mut d.accepted_prediction_tokens,
+                ),
+                (
+                    "rejected_prediction_tokens",
+                    &mut d.rejected_prediction_tokens,
+                ),
             ] {
                 if let Some(v) = v.as_mut() {
                     cap(name, v);

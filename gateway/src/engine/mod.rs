@@ -488,7 +488,15 @@ pub async fn execute(
             }
             calls += 1;
             let attempt_start = Instant::now();
-            let step = attempt_once(&mut ctx, target, key, &call, &meta, retry.max_response_bytes).await;
+            let step = attempt_once(
+                &mut ctx,
+                target,
+                key,
+                &call,
+                &meta,
+                retry.max_response_bytes,
+            )
+            .await;
             match step {
                 Step::Complete { mut body, usage } => {
                     ctx.record.served_by = Some(format!("{}/{}", provider.name, target.model));
@@ -677,6 +685,22 @@ async fn attempt_once(
     let status = response.status();
     if !status.is_success() {
         let retry_after = parse_retry_after(response.headers());
+        if retry_after == Some(MAX_RETRY_AFTER) {
+            let raw: String = ["retry-after-ms", "retry-after"]
+                .iter()
+                .filter_map(|h| response.headers().get(*h))
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join(", ")
+                .chars()
+                .take(64)
+                .collect();
+            ctx.record.anomalies.push(format!(
+                "Retry-After `{raw}` from provider `{}` clamped to {} s",
+                provider.name,
+                MAX_RETRY_AFTER.as_secs()
+            ));
+        }
         let body = read_body(response, MAX_ERROR_BODY, provider.stream_idle_timeout)
             .await
             .unwrap_or_default();
@@ -1327,12 +1351,14 @@ mod tests {
 
     #[test]
     fn retry_after_from_an_upstream_is_clamped_whatever_its_form() {
-        for value in ["1e300", "18446744073709551616", "inf", "1.7976931348623157e308"] {
+        for value in [
+            "1e300",
+            "18446744073709551616",
+            "inf",
+            "1.7976931348623157e308",
+        ] {
             let got = parse_retry_after(&headers(&[("retry-after", value)]));
-            assert!(
-                got.is_none_or(|d| d <= MAX_RETRY_AFTER),
-                "{value}: {got:?}"
-            );
+            assert!(got.is_none_or(|d| d <= MAX_RETRY_AFTER), "{value}: {got:?}");
         }
         assert_eq!(
             parse_retry_after(&headers(&[("retry-after-ms", "1e300")])),
@@ -1345,8 +1371,11 @@ mod tests {
             Some(Duration::from_secs(2))
         );
         assert!(
-            parse_retry_after(&headers(&[("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")]))
-                .is_some_and(|d| d <= MAX_RETRY_AFTER)
+            parse_retry_after(&headers(&[(
+                "retry-after",
+                "Fri, 31 Dec 9999 23:59:59 GMT"
+            )]))
+            .is_some_and(|d| d <= MAX_RETRY_AFTER)
         );
     }
 }

@@ -14,8 +14,28 @@
 //!   after its batch has committed (group commit, `synchronous=FULL`); the response does
 //!   not complete until then, and a full channel makes the request wait instead of
 //!   spilling.
-//! * Shutdown: the writer drains the channel and the spill file, then exits.
+//! * Import is idempotent. A spill file is imported in chunks, one transaction each, and
+//!   deleted after the last; a crash in between leaves it to be imported again. Every
+//!   request has its own request id (a fresh UUIDv7, rejected requests included): before
+//!   chaining a chunk, the import drops the records whose id is already stored, so a
+//!   re-import adds nothing, takes no chain position and charges no budget twice. A
+//!   spilled record never was written from the queue (it went to the spill file instead,
+//!   or its batch failed), so only imported records need looking at: they alone are in
+//!   a unique index on the request id, which also refuses a repeat the lookup missed (the
+//!   batch is then filtered and retried). A write from the queue maintains no index for
+//!   this, and is as fast as before.
+//! * Sealing (optional, `hmac_key`): each record and the chain head also carry an
+//!   HMAC-SHA256 under the key, so that `audit verify` with the key detects a truncated
+//!   tail with a rewritten head, which the plain chain cannot (design and limits:
+//!   `sluice_shared::audit`). Starting on a keyed chain, the writer checks the head's seal;
+//!   one that does not verify is never resealed (that would launder a truncation made
+//!   while the gateway was stopped): it is logged, and a new seal starts after it, which
+//!   `audit verify` reports.
+//! * Spill files, like the database, are created 0600 (owner only) whatever the umask.
+//! * Shutdown: the writer drains the channel and the spill file, logs the head it leaves
+//!   (a checkpoint to compare `audit verify`'s head with), then exits.
 
+use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -25,9 +45,10 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use sluice_shared::audit::{AuditEntry, canonical_json, chain_hash};
+use sluice_shared::audit::{AuditEntry, ChainKey, canonical_json, chain_hash};
 
-use super::store::{AuditAppender, ChainedRecord, Store, StoreError};
+use super::store::{AuditAppender, AuditHead, ChainedRecord, HeadSeal, Store, StoreError};
+use crate::config::Environment;
 
 /// `[governance.audit]`
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +76,16 @@ pub struct AuditConfig {
     /// Bodies in `full` content records are cut at this many bytes. Default 65536.
     #[serde(default = "default_body")]
     pub max_body_bytes: usize,
+    /// Seals the audit chain with HMAC-SHA256 under this key, so that `audit verify`
+    /// (given the same key) detects a deleted tail with a rewritten head, which the plain
+    /// hash chain cannot. A secret reference, `env:SLUICE_AUDIT_KEY` or
+    /// `file:/run/secrets/sluice-audit-key`, of at least 32 bytes (`openssl rand -hex 32`).
+    /// It protects only if whoever can write the database cannot read it: keep it out of
+    /// the database's directory and backups. Records written before it was set stay
+    /// unsealed; changing it makes records sealed under the old key fail verification.
+    /// Default: none (the plain chain; `audit verify` says the MACs were not checked).
+    #[serde(default)]
+    pub hmac_key: Option<String>,
 }
 
 impl Default for AuditConfig {
@@ -66,7 +97,23 @@ impl Default for AuditConfig {
             flush_interval_ms: default_flush(),
             spill_path: None,
             max_body_bytes: default_body(),
+            hmac_key: None,
         }
+    }
+}
+
+impl AuditConfig {
+    /// Resolves `hmac_key` (`None` when unset). The error names the setting and never
+    /// contains the key.
+    pub fn chain_key(&self, env: &dyn Environment) -> Result<Option<ChainKey>, String> {
+        let Some(reference) = &self.hmac_key else {
+            return Ok(None);
+        };
+        let secret = crate::secret::resolve(reference, env)
+            .map_err(|e| format!("governance.audit.hmac_key: {e}"))?;
+        ChainKey::new(secret.expose().as_bytes())
+            .map(Some)
+            .map_err(|e| format!("governance.audit.hmac_key {e}"))
     }
 }
 
@@ -128,10 +175,21 @@ impl Spill {
     fn append(&self, entry: &AuditEntry) -> std::io::Result<()> {
         let line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
         let _guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Spilled records are audit records: owner only, like the database.
+            options.mode(0o600);
+        }
+        let mut f = options.open(&self.path)?;
+        #[cfg(unix)]
+        if f.metadata()?.len() == 0 {
+            // Just created (or empty): the umask may have cleared bits of 0600 too.
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
         f.write_all(line.as_bytes())?;
         f.write_all(b"\n")?;
         f.flush()?;
@@ -197,15 +255,28 @@ impl AuditSink {
             file: Mutex::new(()),
             pending: std::sync::atomic::AtomicBool::new(true),
         });
-        let (seq, head) = store.audit_head().await?;
-        let appender = store.audit_appender()?;
+        let key = config
+            .chain_key(&crate::config::ProcessEnv)
+            .map_err(StoreError::Config)?
+            .map(Arc::new);
+        // The admin API's `audit verify` checks MACs with the key the store holds.
+        store.set_audit_key(key.clone());
+        let mut appender = store.audit_appender()?;
+        // Two short statements on the writer's own connection, once at start.
+        let (head, head_record_mac) = appender.head()?;
+        let sealed_from = match &key {
+            Some(key) => open_seal(key, &head, head_record_mac.as_deref(), appender.as_mut())?,
+            None => 0,
+        };
         let stop = CancellationToken::new();
         let writer = Writer {
             appender,
             rx,
             spill: spill.clone(),
-            next_seq: seq + 1,
-            head,
+            next_seq: head.seq + 1,
+            head: head.hash,
+            key,
+            sealed_from,
             batch_max: config.batch_max.max(1),
             // Strict: commit at once. Each commit's fsync is the group window: whatever
             // arrives while it runs goes into the next transaction, so waiting on top of
@@ -285,12 +356,60 @@ fn spill_or_lose(spill: &Spill, entry: &AuditEntry) {
     }
 }
 
+/// The first record the writer's seal covers. The stored seal's, when the head verifies
+/// under `key`; otherwise a new seal from the next record, written to the head at once
+/// (so that `audit verify` sees it before the first commit). A head that carries a seal
+/// that does not verify, or none while its record carries a MAC, was rewritten by
+/// someone without the key (or the key changed): that is logged and counted, and the
+/// head is not vouched for — records sealed before the new start make `audit verify`
+/// report the restart.
+fn open_seal(
+    key: &ChainKey,
+    head: &AuditHead,
+    head_record_mac: Option<&str>,
+    appender: &mut dyn AuditAppender,
+) -> Result<u64, StoreError> {
+    if head.seq == 0 {
+        return Ok(1);
+    }
+    if let Some(seal) = &head.seal
+        && key.head_mac_matches(head.seq, &head.hash, seal.sealed_from, &seal.mac)
+    {
+        return Ok(seal.sealed_from);
+    }
+    let sealed_from = head.seq + 1;
+    if head.seal.is_some() || head_record_mac.is_some() {
+        metrics::counter!("sluice_audit_seal_broken_total").increment(1);
+        tracing::error!(
+            head = head.seq,
+            sealed_from,
+            "the audit chain's head does not verify under governance.audit.hmac_key: records after {} may have been deleted and the head rewritten while the gateway was stopped, or the key was changed; not vouching for it, a new seal starts at record {sealed_from} (`sluice-gateway audit verify` reports the break)",
+            head.seq
+        );
+    } else {
+        tracing::info!(
+            sealed_from,
+            "sealing the audit chain with governance.audit.hmac_key from record {sealed_from} on; the {} records before it were written without a key",
+            head.seq
+        );
+    }
+    appender.seal_head(&HeadSeal {
+        mac: key.head_mac(head.seq, &head.hash, sealed_from),
+        sealed_from,
+    })?;
+    Ok(sealed_from)
+}
+
 struct Writer {
     appender: Box<dyn AuditAppender>,
     rx: mpsc::Receiver<Job>,
     spill: Arc<Spill>,
     next_seq: u64,
     head: String,
+    /// Seals records and the head when set (`hmac_key`).
+    key: Option<Arc<ChainKey>>,
+    /// The first record the seal covers (see [`open_seal`]); unused without a key.
+    sealed_from: u64,
     batch_max: usize,
     flush: Duration,
 }
@@ -337,6 +456,14 @@ impl Writer {
         }
         self.write(rest);
         self.import_spills();
+        // A checkpoint for the log: compare it with the head `audit verify` prints to
+        // tell a database rolled back to an earlier state, which no MAC can.
+        tracing::info!(
+            seq = self.next_seq - 1,
+            hash = %self.head,
+            sealed = self.key.is_some(),
+            "audit writer stopped; chain head"
+        );
     }
 
     /// Chains and commits a batch; acknowledges strict waiters. On failure the entries go
@@ -347,7 +474,7 @@ impl Writer {
         }
         let (entries, acks): (Vec<AuditEntry>, Vec<Option<oneshot::Sender<()>>>) =
             batch.into_iter().map(|j| (j.entry, j.ack)).unzip();
-        if let Err(entries) = self.commit(entries) {
+        if let Err(entries) = self.commit(entries, Origin::Queue) {
             for e in &entries {
                 spill_or_lose(&self.spill, e);
             }
@@ -358,18 +485,57 @@ impl Writer {
         }
     }
 
+    /// Chains (and seals) `entries` after the head.
+    fn chain(&self, entries: Vec<AuditEntry>, origin: Origin) -> Chained {
+        let (records, next_seq, head) = chain(
+            entries,
+            self.next_seq,
+            self.head.clone(),
+            self.key.as_deref(),
+            origin,
+        );
+        let seal = self.key.as_ref().map(|key| HeadSeal {
+            mac: key.head_mac(next_seq - 1, &head, self.sealed_from),
+            sealed_from: self.sealed_from,
+        });
+        Chained {
+            records,
+            next_seq,
+            head,
+            seal,
+        }
+    }
+
     /// Chains `entries` after the head and appends them, retrying a failed transaction
     /// a few times; `Err` gives the entries back (the chain position is not consumed).
-    fn commit(&mut self, entries: Vec<AuditEntry>) -> Result<(), Vec<AuditEntry>> {
-        let (records, seq, prev) = chain(entries, self.next_seq, self.head.clone());
+    /// Imported records whose request id is already stored are dropped when the store
+    /// refuses them, and the rest rechained: a dropped record takes no chain position.
+    fn commit(&mut self, entries: Vec<AuditEntry>, origin: Origin) -> Result<(), Vec<AuditEntry>> {
+        let mut batch = self.chain(entries, origin);
         let mut delay = Duration::from_millis(50);
         for attempt in 0..5 {
-            match self.appender.append(&records) {
+            if batch.records.is_empty() {
+                return Ok(());
+            }
+            match self.appender.append(&batch.records, batch.seal.as_ref()) {
                 Ok(()) => {
-                    metrics::counter!("sluice_audit_records_total").increment(records.len() as u64);
-                    self.next_seq = seq;
-                    self.head = prev;
+                    metrics::counter!("sluice_audit_records_total")
+                        .increment(batch.records.len() as u64);
+                    self.next_seq = batch.next_seq;
+                    self.head = batch.head;
                     return Ok(());
+                }
+                Err(StoreError::DuplicateRequestId) => {
+                    // An import whose records the lookup before chaining did not all
+                    // find (the unique index covers imported records only).
+                    match self.skip_stored(batch.into_entries()) {
+                        Ok(rest) => batch = self.chain(rest, origin),
+                        Err(entries) => {
+                            batch = self.chain(entries, origin);
+                            std::thread::sleep(delay);
+                            delay *= 2;
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, attempt, "audit batch failed to commit; retrying");
@@ -379,7 +545,61 @@ impl Writer {
                 }
             }
         }
-        Err(records.into_iter().map(|r| r.entry).collect())
+        Err(batch.into_entries())
+    }
+
+    /// Drops the entries whose request id is already stored, or repeated among them
+    /// (after the first): what an import interrupted after a commit would add twice.
+    /// `Err` gives the entries back when the store cannot be asked.
+    fn skip_stored(
+        &mut self,
+        entries: Vec<AuditEntry>,
+    ) -> Result<Vec<AuditEntry>, Vec<AuditEntry>> {
+        let stored = {
+            let ids: Vec<(&str, i64)> = entries
+                .iter()
+                .map(|e| (e.request_id.as_str(), e.ts_ms))
+                .collect();
+            match self.appender.stored_records(&ids) {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot look up which audit records are already stored");
+                    return Err(entries);
+                }
+            }
+        };
+        if stored.is_empty() && entries.len() < 2 {
+            return Ok(entries);
+        }
+        // A request id names one request (a UUIDv7 minted for it, rejected requests
+        // included), so a stored id means a stored record. The content is compared only
+        // to say so if it differs: a record written by an older version (a field added
+        // since), or a bug worth seeing.
+        let mut seen: HashSet<String> = HashSet::with_capacity(entries.len());
+        let mut skipped = 0u64;
+        let rest: Vec<AuditEntry> = entries
+            .into_iter()
+            .filter(|e| {
+                let first = seen.insert(e.request_id.clone());
+                let stored_as = stored.get(&e.request_id);
+                if first && stored_as.is_none() {
+                    return true;
+                }
+                skipped += 1;
+                if stored_as.is_some_and(|r| r.as_bytes() != canonical_json(e).as_slice()) {
+                    tracing::warn!(request_id = %e.request_id, "spilled audit record skipped: its request id is already stored, with different content");
+                }
+                false
+            })
+            .collect();
+        if skipped > 0 {
+            metrics::counter!("sluice_audit_duplicates_skipped_total").increment(skipped);
+            tracing::info!(
+                records = skipped,
+                "skipped spilled audit records already stored (an import interrupted after its commit)"
+            );
+        }
+        Ok(rest)
     }
 
     fn import_spills(&mut self) {
@@ -419,7 +639,13 @@ impl Writer {
             let count = entries.len();
             let mut ok = true;
             for chunk in entries.chunks(self.batch_max) {
-                if self.commit(chunk.to_vec()).is_err() {
+                // The file may be one whose import was interrupted after some chunks
+                // committed: leave out what is already stored before chaining.
+                let Ok(fresh) = self.skip_stored(chunk.to_vec()) else {
+                    ok = false;
+                    break;
+                };
+                if self.commit(fresh, Origin::Spill).is_err() {
                     ok = false;
                     break;
                 }
@@ -429,8 +655,8 @@ impl Writer {
                 metrics::counter!("sluice_audit_spill_imported_total").increment(count as u64);
                 tracing::info!(records = count, "imported spilled audit records");
             } else {
-                // Keep the file; the next import retries it (records may then appear twice,
-                // which the request id makes visible, rather than not at all).
+                // Keep the file; the next import retries it and skips the records this
+                // one committed.
                 tracing::warn!(file = %path.display(), "audit spill import failed; will retry");
                 self.spill
                     .pending
@@ -441,8 +667,39 @@ impl Writer {
     }
 }
 
-/// Chains `entries` after `(start, head)`: each record's canonical JSON, hash and link.
-fn chain(entries: Vec<AuditEntry>, start: u64, head: String) -> (Vec<ChainedRecord>, u64, String) {
+/// A batch chained after the writer's head: the records, the head after them and its
+/// seal.
+struct Chained {
+    records: Vec<ChainedRecord>,
+    next_seq: u64,
+    head: String,
+    seal: Option<HeadSeal>,
+}
+
+impl Chained {
+    fn into_entries(self) -> Vec<AuditEntry> {
+        self.records.into_iter().map(|r| r.entry).collect()
+    }
+}
+
+/// Where the records of a batch come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The channel: records never stored before.
+    Queue,
+    /// A spill file: records an interrupted import may have stored already.
+    Spill,
+}
+
+/// Chains `entries` after `(start, head)`: each record's canonical JSON, hash, link and,
+/// with a key, MAC.
+fn chain(
+    entries: Vec<AuditEntry>,
+    start: u64,
+    head: String,
+    key: Option<&ChainKey>,
+    origin: Origin,
+) -> (Vec<ChainedRecord>, u64, String) {
     let mut records = Vec::with_capacity(entries.len());
     let mut seq = start;
     let mut prev = head;
@@ -452,9 +709,11 @@ fn chain(entries: Vec<AuditEntry>, start: u64, head: String) -> (Vec<ChainedReco
         records.push(ChainedRecord {
             seq,
             prev_hash: std::mem::replace(&mut prev, hash.clone()),
+            mac: key.map(|k| k.record_mac(seq, &hash)),
             hash,
             entry,
             canonical,
+            imported: origin == Origin::Spill,
         });
         seq += 1;
     }
@@ -529,7 +788,7 @@ pub async fn bench(records: u64, producers: u64, strict: bool) -> std::process::
     tasks.close();
     tasks.wait().await;
     let elapsed = started.elapsed();
-    let (seq, _) = store.audit_head().await.unwrap_or_default();
+    let seq = store.audit_head().await.map(|h| h.seq).unwrap_or_default();
     let report = crate::api::admin::verify_chain(store.as_ref()).await;
     let spilled = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
     println!(
@@ -584,7 +843,11 @@ fn tempfile_dir() -> std::io::Result<PathBuf> {
 /// A realistic metadata-only record.
 fn sample_entry(n: u64) -> AuditEntry {
     AuditEntry {
-        request_id: format!("bench-{n:012}"),
+        // A request id as the API mints them, a UUIDv7: time-ordered, so the unique index
+        // on request ids grows at its right edge as in production. Per-producer counters
+        // (`bench-000000000042`) would scatter every batch over one index page per
+        // producer, a cost no real traffic pays.
+        request_id: uuid::Uuid::now_v7().simple().to_string(),
         ts_ms: super::now_ms(),
         source: "gateway".into(),
         org_id: Some("acme".into()),
@@ -623,18 +886,12 @@ mod tests {
 
     use super::*;
     use crate::governance::store::sqlite::SqliteStore;
+    use serde_json::Value;
 
-    async fn sink(
-        dir: &tempfile::TempDir,
-        durability: Durability,
-        flush_interval_ms: u64,
-    ) -> (Arc<dyn Store>, AuditSink, tokio_util::task::TaskTracker) {
-        let db = dir.path().join("audit.db").to_string_lossy().into_owned();
-        let strict = durability == Durability::Strict;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db, strict).await.unwrap());
-        let config = AuditConfig {
+    fn config(dir: &tempfile::TempDir, durability: Durability, flush_ms: u64) -> AuditConfig {
+        AuditConfig {
             durability,
-            flush_interval_ms,
+            flush_interval_ms: flush_ms,
             spill_path: Some(
                 dir.path()
                     .join("spill.jsonl")
@@ -642,12 +899,63 @@ mod tests {
                     .into_owned(),
             ),
             ..AuditConfig::default()
-        };
+        }
+    }
+
+    /// Opens the directory's database (again) and starts a writer on it.
+    async fn start(
+        dir: &tempfile::TempDir,
+        config: AuditConfig,
+    ) -> (
+        SqliteStore,
+        Arc<dyn Store>,
+        AuditSink,
+        tokio_util::task::TaskTracker,
+    ) {
+        let db = dir.path().join("audit.db").to_string_lossy().into_owned();
+        let strict = config.durability == Durability::Strict;
+        let sqlite = SqliteStore::open(&db, strict).await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(sqlite.clone());
         let tasks = tokio_util::task::TaskTracker::new();
         let sink = AuditSink::start(store.clone(), config, &tasks)
             .await
             .unwrap();
+        (sqlite, store, sink, tasks)
+    }
+
+    async fn sink(
+        dir: &tempfile::TempDir,
+        durability: Durability,
+        flush_interval_ms: u64,
+    ) -> (Arc<dyn Store>, AuditSink, tokio_util::task::TaskTracker) {
+        let (_, store, sink, tasks) = start(dir, config(dir, durability, flush_interval_ms)).await;
         (store, sink, tasks)
+    }
+
+    async fn stop(sink: AuditSink, tasks: tokio_util::task::TaskTracker) {
+        sink.shutdown();
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    /// Strict mode: submits and waits until committed.
+    async fn submit_committed(sink: &AuditSink, entry: AuditEntry) {
+        let ack = sink.submit(entry).expect("strict mode returns an ack");
+        tokio::time::timeout(Duration::from_secs(30), ack)
+            .await
+            .expect("acknowledged")
+            .unwrap();
+    }
+
+    async fn verify(store: &dyn Store) -> Value {
+        crate::api::admin::verify_chain(store).await.unwrap()
+    }
+
+    async fn sql(store: &SqliteStore, statement: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+            .execute(store.pool())
+            .await
+            .unwrap();
     }
 
     /// Strict: each acknowledgement comes after its record is committed, and without
@@ -657,19 +965,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, sink, tasks) = sink(&dir, Durability::Strict, 60_000).await;
         for n in 0..3 {
-            let ack = sink
-                .submit(sample_entry(n))
-                .expect("strict mode returns an ack");
-            tokio::time::timeout(Duration::from_secs(30), ack)
-                .await
-                .expect("acknowledged before the flush interval")
-                .unwrap();
-            let (seq, _) = store.audit_head().await.unwrap();
-            assert_eq!(seq, n + 1, "record {n} committed before its ack");
+            submit_committed(&sink, sample_entry(n)).await;
+            let head = store.audit_head().await.unwrap();
+            assert_eq!(head.seq, n + 1, "record {n} committed before its ack");
         }
-        sink.shutdown();
-        tasks.close();
-        tasks.wait().await;
+        stop(sink, tasks).await;
     }
 
     /// Buffered: no ack; shutdown drains what is queued, chained in order.
@@ -680,14 +980,234 @@ mod tests {
         for n in 0..100 {
             assert!(sink.submit(sample_entry(n)).is_none());
         }
-        sink.shutdown();
-        tasks.close();
-        tasks.wait().await;
-        let (seq, _) = store.audit_head().await.unwrap();
-        assert_eq!(seq, 100);
-        let report = crate::api::admin::verify_chain(store.as_ref())
+        stop(sink, tasks).await;
+        assert_eq!(store.audit_head().await.unwrap().seq, 100);
+        let report = verify(store.as_ref()).await;
+        assert_eq!(report["ok"], true, "{report}");
+    }
+
+    /// Writes `entries` as a spill file moved aside for import (as `Spill::take` names it).
+    fn importing_file(dir: &tempfile::TempDir, entries: &[AuditEntry]) -> PathBuf {
+        let path = dir.path().join(format!(
+            "spill.jsonl.{}.importing",
+            uuid::Uuid::now_v7().simple()
+        ));
+        let lines: String = entries
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap() + "\n")
+            .collect();
+        std::fs::write(&path, lines).unwrap();
+        path
+    }
+
+    /// The review finding: killed during a spill import, after some of its chunks had
+    /// committed, the gateway restarts and imports the whole file again. Those records
+    /// must not be stored twice (nor their cost counted twice), and the chain must stay
+    /// gapless.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spill_import_after_a_crash_skips_records_already_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries: Vec<AuditEntry> = (0..5).map(sample_entry).collect();
+        let config = AuditConfig {
+            batch_max: 2,
+            ..config(&dir, Durability::Buffered, 1)
+        };
+        // What the killed run left: the first chunks of the import committed (records
+        // 0..3, imported as the writer imports them at start) ...
+        importing_file(&dir, &entries[..3]);
+        let (_, store, sink, tasks) = start(&dir, config.clone()).await;
+        stop(sink, tasks).await;
+        assert_eq!(store.audit_head().await.unwrap().seq, 3);
+        // ... and the file it was reading still there, with all five.
+        let importing = importing_file(&dir, &entries);
+
+        // Restart: the writer imports it at start.
+        let (_, store, sink, tasks) = start(&dir, config).await;
+        stop(sink, tasks).await;
+        assert!(
+            !importing.exists(),
+            "the import finished and removed the file"
+        );
+        assert_eq!(store.audit_head().await.unwrap().seq, 5);
+        let report = verify(store.as_ref()).await;
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["duplicates"]["request_ids"], 0, "{report}");
+        let usage = store
+            .usage(
+                crate::governance::store::UsageGroup::Org,
+                false,
+                0,
+                i64::MAX,
+            )
             .await
             .unwrap();
-        assert!(report.to_string().contains("\"ok\":true"), "{report}");
+        assert_eq!(usage[0].requests, 5);
+        assert!((usage[0].cost_usd - 5.0 * 220e-6).abs() < 1e-9, "{usage:?}");
+    }
+
+    /// A record repeated within a chunk, or in a later chunk, is stored once, and what
+    /// is left out takes no chain position.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_import_repeating_a_record_stores_it_once_without_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (sample_entry(1), sample_entry(2), sample_entry(3));
+        importing_file(&dir, &[a.clone(), b.clone(), a, c, b]);
+        let config = AuditConfig {
+            batch_max: 3,
+            ..config(&dir, Durability::Buffered, 1)
+        };
+        let (_, store, sink, tasks) = start(&dir, config).await;
+        stop(sink, tasks).await;
+        assert_eq!(store.audit_head().await.unwrap().seq, 3);
+        let report = verify(store.as_ref()).await;
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["duplicates"]["request_ids"], 0, "{report}");
+    }
+
+    fn key_file(dir: &tempfile::TempDir) -> String {
+        let path = dir.path().join("audit.key");
+        std::fs::write(&path, "9f".repeat(32)).unwrap();
+        format!("file:{}", path.display())
+    }
+
+    fn keyed(dir: &tempfile::TempDir) -> AuditConfig {
+        AuditConfig {
+            hmac_key: Some(key_file(dir)),
+            ..config(dir, Durability::Strict, 0)
+        }
+    }
+
+    /// Six sealed records, then the attack: the last two deleted and the head pointed at
+    /// record 4 (with record 4's own MAC, the best an attacker without the key has).
+    async fn truncated_sealed_chain(dir: &tempfile::TempDir) -> (SqliteStore, Arc<dyn Store>) {
+        let (sqlite, store, sink, tasks) = start(dir, keyed(dir)).await;
+        for n in 0..6 {
+            submit_committed(&sink, sample_entry(n)).await;
+        }
+        stop(sink, tasks).await;
+        let report = verify(store.as_ref()).await;
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["mac"]["checked"], true, "{report}");
+        assert_eq!(report["mac"]["sealed_records"], 6, "{report}");
+        sql(
+            &sqlite,
+            "DELETE FROM audit WHERE seq > 4; \
+             UPDATE audit_head SET seq = 4, hash = (SELECT hash FROM audit WHERE seq = 4), \
+             mac = (SELECT mac FROM audit WHERE seq = 4)",
+        )
+        .await;
+        (sqlite, store)
+    }
+
+    /// The review finding: a truncated tail with a rewritten head is a valid plain
+    /// chain; with the key, `audit verify` catches it, and without the key it says the
+    /// MACs were not checked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hmac_key_detects_a_truncated_tail_and_rewritten_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, store) = truncated_sealed_chain(&dir).await;
+        let report = verify(store.as_ref()).await;
+        assert_eq!(report["ok"], false, "{report}");
+        let error = report["error"].as_str().unwrap();
+        assert!(
+            error.contains("head's MAC does not match")
+                && error.contains("the last record with a valid MAC is 4"),
+            "{error}"
+        );
+
+        store.set_audit_key(None);
+        let report = verify(store.as_ref()).await;
+        assert_eq!(report["ok"], true, "the plain chain is intact: {report}");
+        assert_eq!(report["mac"]["checked"], false, "{report}");
+        assert_eq!(report["mac"]["records_with_mac"], 4, "{report}");
+    }
+
+    /// Restarted on the truncated chain, the writer must not seal over it (which would
+    /// hide the truncation): it starts a new seal, and verify names the restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn restart_on_a_truncated_chain_does_not_reseal_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _) = truncated_sealed_chain(&dir).await;
+        let (_, store, sink, tasks) = start(&dir, keyed(&dir)).await;
+        submit_committed(&sink, sample_entry(10)).await;
+        stop(sink, tasks).await;
+        let report = verify(store.as_ref()).await;
+        assert_eq!(report["ok"], false, "{report}");
+        let error = report["error"].as_str().unwrap();
+        assert!(
+            error.contains("the seal restarts at record 5 although record 4 before it was sealed"),
+            "{error}"
+        );
+    }
+
+    /// A key configured on an existing chain seals it from the next record on; the
+    /// records before stay as they were and verify.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_configured_later_seals_the_chain_from_then_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _, sink, tasks) = start(&dir, config(&dir, Durability::Strict, 0)).await;
+        for n in 0..3 {
+            submit_committed(&sink, sample_entry(n)).await;
+        }
+        stop(sink, tasks).await;
+        let (_, store, sink, tasks) = start(&dir, keyed(&dir)).await;
+        let report = verify(store.as_ref()).await;
+        assert_eq!(report["ok"], true, "sealed at start: {report}");
+        for n in 3..5 {
+            submit_committed(&sink, sample_entry(n)).await;
+        }
+        stop(sink, tasks).await;
+        let report = verify(store.as_ref()).await;
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["mac"]["sealed_from"], 4, "{report}");
+        assert_eq!(report["mac"]["sealed_records"], 2, "{report}");
+    }
+
+    #[test]
+    fn hmac_key_is_a_secret_reference_of_at_least_32_bytes() {
+        let env = crate::config::MapEnv::new([
+            ("GOOD", "0123456789abcdef0123456789abcdef"),
+            ("SHORT", "0123456789"),
+        ]);
+        let with = |r: &str| AuditConfig {
+            hmac_key: Some(r.to_owned()),
+            ..AuditConfig::default()
+        };
+        assert!(AuditConfig::default().chain_key(&env).unwrap().is_none());
+        assert!(with("env:GOOD").chain_key(&env).unwrap().is_some());
+        let err = with("pasted-0123456789abcdef0123456789abcdef")
+            .chain_key(&env)
+            .unwrap_err();
+        assert!(
+            err.starts_with("governance.audit.hmac_key") && !err.contains("pasted"),
+            "{err}"
+        );
+        let err = with("env:SHORT").chain_key(&env).unwrap_err();
+        assert!(
+            err.contains("at least 32") && !err.contains("0123456789"),
+            "{err}"
+        );
+        let parsed: AuditConfig = toml::from_str("hmac_key = \"env:GOOD\"").unwrap();
+        assert_eq!(parsed.hmac_key.as_deref(), Some("env:GOOD"));
+    }
+
+    /// Spilled records are audit records: owner only, whatever the umask.
+    #[cfg(unix)]
+    #[test]
+    fn spill_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let spill = Spill {
+            path: dir.path().join("spill.jsonl"),
+            file: Mutex::new(()),
+            pending: std::sync::atomic::AtomicBool::new(false),
+        };
+        spill.append(&sample_entry(1)).unwrap();
+        let mode = std::fs::metadata(&spill.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "spill file mode {mode:o}");
+        let taken = spill.take().unwrap();
+        assert_eq!(taken.len(), 1);
+        let mode = std::fs::metadata(&taken[0]).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "file moved aside for import: {mode:o}");
     }
 }

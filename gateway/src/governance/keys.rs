@@ -84,10 +84,8 @@ pub fn tokens_equal(a: &str, b: &str) -> bool {
 /// The one parser for the virtual-key surfaces and the admin API.
 pub fn bearer_token(value: &str) -> Option<&str> {
     let value = value.trim();
-    let (scheme, token) = value.split_once(|c: char| c == ' ' || c == '\t')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
+    let (scheme, token) = value.split_once([' ', '\t'])?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// `sk-sluice-abcd…wxyz` style hint for messages: the public id only.

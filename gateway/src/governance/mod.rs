@@ -572,9 +572,11 @@ impl Governance {
                 // is not a candidate unless config lets it run uncosted.
                 let unpriced = |t: &Target| {
                     self.prices.lookup(&t.provider.name, &t.model).is_none()
-                        && !self.settings.allow_unpriced_models.iter().any(|p| {
-                            glob_match(p, &format!("{}/{}", t.provider.name, t.model))
-                        })
+                        && !self
+                            .settings
+                            .allow_unpriced_models
+                            .iter()
+                            .any(|p| glob_match(p, &format!("{}/{}", t.provider.name, t.model)))
                 };
                 if plan.iter().all(unpriced) {
                     let names: Vec<String> = plan
@@ -977,7 +979,12 @@ mod tests {
         let bare = policy(&["gpt-4o-mini"], &[]);
         assert!(model_allowed(&bare, "anything", "azure", "gpt-4o-mini"));
         assert!(!model_allowed(&bare, "gpt-4o-mini", "x", "gpt-4o"));
-        assert!(!model_allowed(&bare, "gpt-4o-mini", "x", "openai/gpt-4o-mini"));
+        assert!(!model_allowed(
+            &bare,
+            "gpt-4o-mini",
+            "x",
+            "openai/gpt-4o-mini"
+        ));
     }
 
     #[test]
@@ -985,7 +992,12 @@ mod tests {
         let p = policy(&[], &["openai/gpt-4o"]);
         assert!(!model_allowed(&p, "x", "openai", "gpt-4o"));
         assert!(!model_allowed(&p, "x", "openrouter", "openai/gpt-4o"));
-        assert!(!model_allowed(&p, "openai/gpt-4o", "azure", "my-deployment"));
+        assert!(!model_allowed(
+            &p,
+            "openai/gpt-4o",
+            "azure",
+            "my-deployment"
+        ));
         assert!(model_allowed(&p, "x", "openai", "gpt-4o-mini"));
     }
 }

@@ -532,7 +532,10 @@ mod tests {
 
     #[test]
     fn path_segments_are_encoded() {
-        assert_eq!(path_segment("gemini-2.5-flash").unwrap(), "gemini-2.5-flash");
+        assert_eq!(
+            path_segment("gemini-2.5-flash").unwrap(),
+            "gemini-2.5-flash"
+        );
         assert_eq!(path_segment("a/b c").unwrap(), "a%2Fb%20c");
         assert_eq!(path_segment("../x").unwrap(), "..%2Fx");
         for dots in ["", ".", "..", "..."] {

@@ -165,11 +165,23 @@ mod tests {
     fn absurd_retry_after_is_capped_and_never_overflows() {
         let c = cfg();
         let h = KeyHealth::default();
-        h.on_failure(KeyFailure::RateLimited(Some(Duration::MAX)), u64::MAX - 5, &c);
+        h.on_failure(
+            KeyFailure::RateLimited(Some(Duration::MAX)),
+            u64::MAX - 5,
+            &c,
+        );
         assert_eq!(h.open_until_ms(), u64::MAX);
         let h = KeyHealth::default();
-        h.on_failure(KeyFailure::RateLimited(Some(Duration::from_secs(1 << 40))), 10, &c);
-        assert_eq!(h.open_until_ms(), 10 + c.max_cooldown_ms, "capped at max_cooldown_ms");
+        h.on_failure(
+            KeyFailure::RateLimited(Some(Duration::from_secs(1 << 40))),
+            10,
+            &c,
+        );
+        assert_eq!(
+            h.open_until_ms(),
+            10 + c.max_cooldown_ms,
+            "capped at max_cooldown_ms"
+        );
         assert_eq!(h.effective_weight(1.0, u64::MAX, &c), 1.0);
     }
 

@@ -45,9 +45,16 @@ pub struct Limits {
 #[derive(Debug, Clone, Copy)]
 pub struct Clock(Instant);
 
-impl Clock {
-    pub fn new() -> Self {
+impl Default for Clock {
+    fn default() -> Self {
         Clock(Instant::now())
+    }
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     fn now_ms(&self) -> u64 {
@@ -227,10 +234,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -397,7 +401,12 @@ impl ConnectionSlot {
             if current >= max {
                 return None;
             }
-            match open.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Relaxed) {
+            match open.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return Some(ConnectionSlot(open.clone())),
                 Err(now) => current = now,
             }
@@ -432,7 +441,11 @@ mod tests {
     fn the_over_capacity_answer_declares_its_length() {
         let text = std::str::from_utf8(OVER_CAPACITY).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.contains(&format!("content-length: {}", body.len())), "{}", body.len());
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{}",
+            body.len()
+        );
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["error"]["code"], "saturated");
     }

@@ -37,6 +37,16 @@ pub struct FaultSpec {
     pub hang: bool,
     /// What to do to the body, if anything.
     pub body: Option<BodyFault>,
+    /// The error message of a `status` answer or of the `error_event_after` event, in
+    /// place of the mock's own (`message=TEXT`, no `;`): e.g. a provider that echoes the
+    /// API key it was sent, as OpenAI's "Incorrect API key provided: sk-…" does.
+    pub message: Option<String>,
+    /// A `Retry-After` header sent exactly as written (`retry_after_raw=1e300`, an HTTP
+    /// date), replacing any other: for upstreams that send values no sane client expects.
+    pub retry_after_raw: Option<String>,
+    /// Every token count in the answer's usage block, buffered or streamed
+    /// (`usage_tokens=18446744073709551615`): a provider reporting absurd usage.
+    pub usage_tokens: Option<u64>,
 }
 
 /// A fault spec that does not follow the grammar; the message names the bad item.
@@ -53,7 +63,8 @@ impl std::error::Error for FaultParseError {}
 
 /// The grammar, quoted in every parse error so a test author can fix the spec at once.
 const GRAMMAR: &str = "expected `;`-separated items: status=CODE (400-599), retry_after=SECS, \
-latency_ms=N, chunk_delay_ms=N, hang, reset_after=N, stall_after=N, error_event_after=N";
+latency_ms=N, chunk_delay_ms=N, hang, reset_after=N, stall_after=N, error_event_after=N, \
+message=TEXT, retry_after_raw=TEXT, usage_tokens=N";
 
 impl FaultSpec {
     /// Parses a spec; the empty string (or only separators) means "no fault".
@@ -74,6 +85,22 @@ impl FaultSpec {
                 )));
             };
             let (key, value) = (key.trim(), value.trim());
+            match key {
+                "message" => {
+                    fault.message = Some(value.to_owned());
+                    continue;
+                }
+                "retry_after_raw" => {
+                    if axum::http::HeaderValue::from_str(value).is_err() {
+                        return Err(FaultParseError(format!(
+                            "fault item `{item}`: `{value}` is not a valid header value"
+                        )));
+                    }
+                    fault.retry_after_raw = Some(value.to_owned());
+                    continue;
+                }
+                _ => {}
+            }
             let number = value.parse::<u64>().map_err(|_| {
                 FaultParseError(format!(
                     "fault item `{item}`: `{value}` is not a non-negative integer; {GRAMMAR}"
@@ -104,6 +131,7 @@ impl FaultSpec {
                     fault.status = Some(status);
                 }
                 "retry_after" => fault.retry_after = Some(number),
+                "usage_tokens" => fault.usage_tokens = Some(number),
                 "latency_ms" => fault.latency = Some(Duration::from_millis(number)),
                 "chunk_delay_ms" => fault.chunk_delay = Some(Duration::from_millis(number)),
                 "reset_after" => set_body(&mut fault, BodyFault::Reset { after: count })?,

@@ -40,7 +40,9 @@ pub use state::MockOptions;
 
 use error::ApiError;
 use state::{InFlight, MockState, StreamGuard};
-use stream::{StreamPlan, event_body, split_json_plan, sse_response};
+use stream::{
+    StreamPlan, event_body, rewrite_sse_json, set_usage_tokens, split_json_plan, sse_response,
+};
 
 /// Largest request body read: room for a few inline images, a cap on runaway clients.
 const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
@@ -454,9 +456,15 @@ async fn serve_api(state: Arc<MockState>, endpoint: Endpoint, request: Request) 
             .into_response(shape);
     }
     if let Some(status) = fault.status {
-        return ApiError::new(status, fault_message(status))
+        let message = fault
+            .message
+            .clone()
+            .unwrap_or_else(|| fault_message(status));
+        let mut response = ApiError::new(status, message)
             .with_retry_after(fault.retry_after)
             .into_response(shape);
+        raw_retry_after(&mut response, &fault);
+        return response;
     }
 
     let outcome = check_auth(&endpoint, &parts.headers, query)
@@ -470,6 +478,19 @@ async fn serve_api(state: Arc<MockState>, endpoint: Endpoint, request: Request) 
             (Ok(_), _) if !endpoint.has_body() => dispatch(&state, &endpoint, &Value::Null, query),
             (Ok(_), _) => Err(malformed_json(shape)),
         });
+    let outcome = match (outcome, fault.usage_tokens) {
+        (Ok(Outcome::Json(mut value)), Some(tokens)) => {
+            set_usage_tokens(&mut value, tokens);
+            Ok(Outcome::Json(value))
+        }
+        (Ok(Outcome::Stream(mut plan)), Some(tokens)) => {
+            for event in &mut plan.events {
+                event.bytes = rewrite_sse_json(&event.bytes, |v| set_usage_tokens(v, tokens));
+            }
+            Ok(Outcome::Stream(plan))
+        }
+        (outcome, _) => outcome,
+    };
     let delay = fault.chunk_delay.unwrap_or(state.options.chunk_delay);
     let mut response = match outcome {
         Err(error) => {
@@ -484,6 +505,7 @@ async fn serve_api(state: Arc<MockState>, endpoint: Endpoint, request: Request) 
                 fault.body,
                 delay,
                 StreamGuard::new(in_flight, true),
+                fault.message.clone(),
             ))
         }
     };
@@ -503,7 +525,17 @@ async fn serve_api(state: Arc<MockState>, endpoint: Endpoint, request: Request) 
     {
         headers.insert(HeaderName::from_static(name), value);
     }
+    raw_retry_after(&mut response, &fault);
     response
+}
+
+/// The `retry_after_raw` fault: the header exactly as the spec wrote it.
+fn raw_retry_after(response: &mut Response, fault: &FaultSpec) {
+    if let Some(raw) = &fault.retry_after_raw
+        && let Ok(value) = HeaderValue::from_str(raw)
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
 }
 
 /// A buffered JSON answer. `reset_after` / `stall_after` still apply: headers go out, then
@@ -526,6 +558,7 @@ fn json_response(
                 Some(fault),
                 delay,
                 StreamGuard::new(in_flight, false),
+                None,
             );
             (content_type, body).into_response()
         }

@@ -52,6 +52,8 @@ struct BodyState {
     ending: Option<StreamEnd>,
     delay: Duration,
     guard: StreamGuard,
+    /// Replaces the error event's message (the `message=` fault).
+    error_message: Option<String>,
 }
 
 /// Where a fault that fires "after N content events" happens: just before the (N+1)-th
@@ -74,11 +76,13 @@ fn fault_index(events: &[SseEvent], after: usize) -> usize {
 
 /// Builds the body stream: events paced by `delay`, the body fault applied at its point,
 /// and the guard that counts how the stream ended when the body is dropped.
+/// `error_message` replaces the message of the provider's error event, if one is sent.
 pub fn event_body(
     plan: StreamPlan,
     fault: Option<BodyFault>,
     delay: Duration,
     guard: StreamGuard,
+    error_message: Option<String>,
 ) -> Body {
     let fault_at = fault.map(|fault| {
         let after = match fault {
@@ -96,6 +100,7 @@ pub fn event_body(
         ending: None,
         delay,
         guard,
+        error_message,
     };
     Body::from_stream(stream::unfold(state, |mut state| async move {
         if let Some(end) = state.ending {
@@ -124,7 +129,10 @@ pub fn event_body(
                 BodyFault::ErrorEvent { .. } => {
                     // The error event is the provider's proper end of the stream.
                     state.ending = Some(StreamEnd::Completed);
-                    let event = (state.error_event)(index);
+                    let mut event = (state.error_event)(index);
+                    if let Some(message) = &state.error_message {
+                        event = rewrite_sse_json(&event, |value| set_error_message(value, message));
+                    }
                     (Ok(event), state)
                 }
             });
@@ -137,6 +145,72 @@ pub fn event_body(
             }
         }
     }))
+}
+
+/// A framed SSE event with the JSON of its `data:` line changed by `change`, framing kept
+/// (`\n` or `\r\n` line ends); an event without a JSON `data:` line (`[DONE]`) is returned
+/// as it was.
+pub fn rewrite_sse_json(event: &Bytes, change: impl FnOnce(&mut serde_json::Value)) -> Bytes {
+    let Ok(text) = std::str::from_utf8(event) else {
+        return event.clone();
+    };
+    let start = match text.find("data: ") {
+        Some(at) if at == 0 || text[..at].ends_with('\n') => at + "data: ".len(),
+        _ => return event.clone(),
+    };
+    let end = text[start..]
+        .find(['\r', '\n'])
+        .map_or(text.len(), |len| start + len);
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&text[start..end]) else {
+        return event.clone();
+    };
+    change(&mut value);
+    Bytes::from(format!("{}{value}{}", &text[..start], &text[end..]))
+}
+
+/// Sets the message of an error body or error event in any provider's shape: OpenAI,
+/// Anthropic and Gemini nest it under `error`; the Responses API's `error` event has it
+/// at the top.
+pub fn set_error_message(value: &mut serde_json::Value, message: &str) {
+    if let Some(error) = value.get_mut("error").filter(|e| e.is_object()) {
+        error["message"] = message.into();
+    } else if value.get("message").is_some() {
+        value["message"] = message.into();
+    }
+}
+
+/// Sets every token count under a usage block (`usage`, Gemini's `usageMetadata`, and the
+/// `usage` inside Anthropic's `message_start.message` and a Responses event's `response`)
+/// to `tokens`, nested details included; a null usage (OpenAI's non-final stream chunks)
+/// stays null.
+pub fn set_usage_tokens(value: &mut serde_json::Value, tokens: u64) {
+    fn set_counts(value: &mut serde_json::Value, tokens: u64) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, field) in map.iter_mut() {
+                    if field.is_u64() && (key.ends_with("tokens") || key.ends_with("TokenCount")) {
+                        *field = tokens.into();
+                    } else {
+                        set_counts(field, tokens);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                items.iter_mut().for_each(|item| set_counts(item, tokens));
+            }
+            _ => {}
+        }
+    }
+    let serde_json::Value::Object(map) = value else {
+        return;
+    };
+    for (key, field) in map.iter_mut() {
+        match key.as_str() {
+            "usage" | "usageMetadata" => set_counts(field, tokens),
+            "message" | "response" => set_usage_tokens(field, tokens),
+            _ => {}
+        }
+    }
 }
 
 /// Yields the error that makes hyper cut the connection without terminating the body.

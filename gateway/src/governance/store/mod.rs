@@ -36,6 +36,14 @@ pub enum StoreError {
     /// A setting the store needs is unusable (the message names it).
     #[error("{0}")]
     Config(String),
+    /// A file next to the database (the database itself, its `-wal`/`-shm`) could not be
+    /// created or restricted.
+    #[error("{what}: {source}")]
+    File {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The audit writer's thread could not be started.
     #[error("cannot start the audit writer thread: {0}")]
     WriterThread(std::io::Error),
@@ -56,6 +64,8 @@ pub struct ChainedRecord {
     pub entry: sluice_shared::audit::AuditEntry,
     pub canonical: String,
     pub mac: Option<String>,
+    /// Imported from a spill file (at most one such record per request id).
+    pub imported: bool,
 }
 
 /// The head's seal on a keyed chain: its MAC and the first record the seal covers.
@@ -78,21 +88,23 @@ pub struct AuditHead {
 pub trait AuditAppender: Send {
     /// Appends records (already chained, consecutive `seq`) in one transaction and moves
     /// the chain head to the last one, with `seal` (`None`: the head is unsealed).
-    /// [`StoreError::DuplicateRequestId`] if a record's request id is already stored;
-    /// nothing is written then.
+    /// [`StoreError::DuplicateRequestId`] if an imported record's request id already
+    /// has an imported record; nothing is written then.
     fn append(&mut self, records: &[ChainedRecord], seal: Option<&HeadSeal>) -> StoreResult<()>;
     /// The head, and the MAC of the record it points at: what the writer checks when it
     /// starts on a keyed chain.
     fn head(&mut self) -> StoreResult<(AuditHead, Option<String>)>;
     /// Replaces the head's seal (the writer starting a new seal on an existing chain).
     fn seal_head(&mut self, seal: &HeadSeal) -> StoreResult<()>;
-    /// The stored canonical JSON of every record whose request id is in `ids` (the
-    /// first record, should an id have several). A spill import asks before chaining, so
-    /// that records an interrupted import already committed are skipped without taking
-    /// a chain position.
+    /// The stored canonical JSON of the spill-imported record (or, on a database from
+    /// before imports were idempotent, any record) for each `(request_id, ts_ms)` of
+    /// `entries` that has one (the first, should an id have several). A spill import asks
+    /// before chaining, so that what an interrupted import already committed is skipped
+    /// without taking a chain position. Records written from the queue are not looked at:
+    /// a spilled record never was one.
     fn stored_records(
         &mut self,
-        ids: &[&str],
+        entries: &[(&str, i64)],
     ) -> StoreResult<std::collections::HashMap<String, String>>;
 }
 
@@ -110,7 +122,7 @@ pub struct ChainRow {
 
 /// Request ids recorded more than once (left by spill imports before imports skipped
 /// what they had already committed). Only the first record of each counts toward spend
-/// and usage.
+/// and usage (migration 3 marked the others).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditDuplicates {
     /// Request ids with more than one record.
@@ -254,7 +266,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Raw rows for verification with `seq > after`, at most `limit`.
     fn audit_chain(&self, after: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<ChainRow>>>;
     /// Summed cost (micro-dollars) by time bucket for records whose `column` equals `id`
-    /// since `since_ms`: `(bucket_start_ms, micros)`.
+    /// since `since_ms`: `(bucket_start_ms, micros)`. A request id recorded more than once
+    /// (see [`AuditDuplicates`]) counts once, here and in [`Store::usage`].
     fn spend_buckets(
         &self,
         scope: super::model::ScopeKind,

@@ -4,9 +4,18 @@
 //! `schema_migrations`; a database newer than this binary is refused rather than guessed
 //! at. The audit table keeps each record's canonical JSON (what its hash covers) next to
 //! indexed copies of the columns queries filter on; `audit verify` checks both.
+//!
+//! The database and its `-wal`/`-shm` hold every audit record and key hash, so they are
+//! readable by the gateway's user only: a new database file is created 0600 whatever the
+//! umask, and SQLite's unix VFS gives the `-wal` and `-shm` it creates the main file's
+//! permissions (a test below holds it to that).
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
 
 use futures_util::future::BoxFuture;
 use sqlx::sqlite::{
@@ -15,11 +24,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row};
 
-use sluice_shared::audit::{AuditEntry, AuditRecord, GENESIS_HASH};
+use sluice_shared::audit::{AuditEntry, AuditRecord, ChainKey, GENESIS_HASH};
 
 use super::{
-    AuditAppender, AuditFilter, ChainRow, ChainedRecord, Entity, PolicyRows, Store, StoreError,
-    StoreResult, UsageGroup, UsageRow,
+    AuditAppender, AuditDuplicates, AuditFilter, AuditHead, ChainRow, ChainedRecord, Entity,
+    HeadSeal, PolicyRows, Store, StoreError, StoreResult, UsageGroup, UsageRow,
 };
 use crate::governance::model::{
     Budget, BudgetWindow, Device, KeyPolicy, KeyStatus, Org, OwnerKind, RateLimit, ScopeKind, Team,
@@ -76,6 +85,31 @@ CREATE TABLE routing_entries (
     body TEXT NOT NULL, updated_ms INTEGER NOT NULL, PRIMARY KEY (kind, name));
 "#,
     ),
+    (
+        3,
+        r#"
+-- One record per request id. A spill import interrupted after a commit (kill -9) used to
+-- import those records again on restart; imports now skip what is already stored, found
+-- by request id. A spilled record was never committed from the queue (it went to the
+-- spill file instead, or its batch failed), so only imported records can be repeated:
+-- the unique index covers those alone, and a write from the queue maintains no index
+-- for it (it evaluates the partial index's WHERE, nothing more). `imported`: NULL for
+-- records from before this migration (found by time instead), 0 from the queue, 1 from
+-- a spill file.
+ALTER TABLE audit ADD COLUMN imported INTEGER;
+CREATE UNIQUE INDEX audit_imported_request_id ON audit (request_id) WHERE imported = 1;
+-- Databases from before may already hold duplicates (which cannot be deleted without
+-- breaking the chain): each request id keeps its first record with dup_seq 0, later ones
+-- get dup_seq = their own seq, and spend and usage count only dup_seq 0. New records
+-- always have dup_seq 0.
+ALTER TABLE audit ADD COLUMN dup_seq INTEGER NOT NULL DEFAULT 0;
+UPDATE audit SET dup_seq = seq WHERE seq NOT IN (SELECT MIN(seq) FROM audit GROUP BY request_id);
+-- The optional seal (governance.audit.hmac_key): a MAC per record and one on the head.
+ALTER TABLE audit ADD COLUMN mac TEXT;
+ALTER TABLE audit_head ADD COLUMN mac TEXT;
+ALTER TABLE audit_head ADD COLUMN sealed_from INTEGER;
+"#,
+    ),
 ];
 
 fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -103,6 +137,65 @@ pub struct SqliteStore {
     pool: SqlitePool,
     path: String,
     strict_durability: bool,
+    /// See [`Store::audit_key`]; shared by clones.
+    audit_key: Arc<ArcSwapOption<ChainKey>>,
+}
+
+/// Whether `path` names a file (not SQLite's in-memory database).
+#[cfg(unix)]
+fn is_file_path(path: &str) -> bool {
+    !path.is_empty() && path != ":memory:" && !path.contains("mode=memory")
+}
+
+/// Creates the database file readable and writable by its owner only (0600, whatever
+/// the umask) before SQLite opens it; SQLite itself would create it 0644 minus the umask.
+/// An existing file keeps its mode (an operator may have granted a group on purpose), but
+/// one that others can read is reported.
+#[cfg(unix)]
+fn create_private(path: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        // The umask may have cleared bits of 0600 too (e.g. 0277): set it exactly.
+        Ok(file) => file.set_permissions(std::fs::Permissions::from_mode(0o600)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+            if mode & 0o007 != 0 {
+                tracing::warn!(
+                    database = path,
+                    mode = format!("{mode:o}"),
+                    "the governance database is accessible to every user of this machine; it holds the audit log and key hashes: chmod 600 it (its -wal and -shm follow)"
+                );
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives `-wal` and `-shm` no permission the database file lacks. SQLite creates them
+/// with the database's mode, but reuses existing ones as they are: a `-wal` left from
+/// before a `chmod 600` of the database would stay readable.
+#[cfg(unix)]
+fn restrict_sidecars(path: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let db_mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    for suffix in ["-wal", "-shm"] {
+        let sidecar = format!("{path}{suffix}");
+        let mode = match std::fs::metadata(&sidecar) {
+            Ok(m) => m.permissions().mode() & 0o777,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if mode & !db_mode != 0 {
+            std::fs::set_permissions(&sidecar, std::fs::Permissions::from_mode(mode & db_mode))?;
+        }
+    }
+    Ok(())
 }
 
 impl SqliteStore {
@@ -110,6 +203,13 @@ impl SqliteStore {
     /// `strict_durability`: fsync every commit (`synchronous=FULL`) instead of WAL's
     /// default (durable across process crashes, not necessarily power loss).
     pub async fn open(path: &str, strict_durability: bool) -> StoreResult<Self> {
+        #[cfg(unix)]
+        if is_file_path(path) {
+            create_private(path).map_err(|source| StoreError::File {
+                what: format!("cannot create the database file {path}"),
+                source,
+            })?;
+        }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
             .map_err(db("open"))?
             .create_if_missing(true)
@@ -132,8 +232,16 @@ impl SqliteStore {
             pool,
             path: path.to_owned(),
             strict_durability,
+            audit_key: Arc::new(ArcSwapOption::empty()),
         };
         store.migrate().await?;
+        #[cfg(unix)]
+        if is_file_path(path) {
+            restrict_sidecars(path).map_err(|source| StoreError::File {
+                what: format!("cannot restrict the permissions of {path}-wal and -shm"),
+                source,
+            })?;
+        }
         Ok(store)
     }
 
@@ -578,19 +686,79 @@ impl Store for SqliteStore {
         })
     }
 
-    fn audit_head(&self) -> BoxFuture<'_, StoreResult<(u64, String)>> {
+    fn audit_head(&self) -> BoxFuture<'_, StoreResult<AuditHead>> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db("read audit head"))?;
-            match row {
-                Some(r) => {
-                    let seq: i64 = r.try_get(0).map_err(db("read audit head"))?;
-                    Ok((seq as u64, r.try_get(1).map_err(db("read audit head"))?))
+            let row =
+                sqlx::query("SELECT seq, hash, mac, sealed_from FROM audit_head WHERE id = 1")
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db("read audit head"))?;
+            let Some(r) = row else {
+                return Ok(AuditHead {
+                    seq: 0,
+                    hash: GENESIS_HASH.to_owned(),
+                    seal: None,
+                });
+            };
+            let seq: i64 = r.try_get(0).map_err(db("read audit head"))?;
+            let hash: String = r.try_get(1).map_err(db("read audit head"))?;
+            let mac: Option<String> = r.try_get(2).map_err(db("read audit head"))?;
+            let sealed_from: Option<i64> = r.try_get(3).map_err(db("read audit head"))?;
+            Ok(AuditHead {
+                seq: seq as u64,
+                hash,
+                seal: mac.zip(sealed_from).map(|(mac, from)| HeadSeal {
+                    mac,
+                    sealed_from: from as u64,
+                }),
+            })
+        })
+    }
+
+    fn audit_key(&self) -> Option<Arc<ChainKey>> {
+        self.audit_key.load_full()
+    }
+
+    fn set_audit_key(&self, key: Option<Arc<ChainKey>>) {
+        self.audit_key.store(key);
+    }
+
+    fn audit_duplicates(&self, examples: u32) -> BoxFuture<'_, StoreResult<AuditDuplicates>> {
+        Box::pin(async move {
+            let get = |e: sqlx::Error| StoreError::Db {
+                op: "find duplicate audit records",
+                source: e,
+            };
+            // One pass grouped by request id (a sort: no index covers every record, so
+            // that writes from the queue maintain none). Besides repeated ids, it finds
+            // ids whose first record is marked as a duplicate, or none is counted.
+            let rows = sqlx::query(
+                "SELECT request_id, COUNT(*), SUM(dup_seq = 0), MIN(seq), \
+                 MIN(CASE WHEN dup_seq = 0 THEN seq END) AS first_counted \
+                 FROM audit GROUP BY request_id \
+                 HAVING COUNT(*) > 1 OR first_counted IS NULL OR first_counted != MIN(seq) \
+                 ORDER BY MIN(seq)",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(get)?;
+            let mut found = AuditDuplicates::default();
+            for r in &rows {
+                let records: i64 = r.try_get(1).map_err(get)?;
+                let first: i64 = r.try_get(3).map_err(get)?;
+                let first_counted: Option<i64> = r.try_get(4).map_err(get)?;
+                if records > 1 {
+                    found.request_ids += 1;
+                    found.extra_records += (records - 1) as u64;
+                    if found.examples.len() < examples as usize {
+                        found.examples.push(r.try_get(0).map_err(get)?);
+                    }
                 }
-                None => Ok((0, GENESIS_HASH.to_owned())),
+                if first_counted != Some(first) && found.unmatched.len() < 10 {
+                    found.unmatched.push(first as u64);
+                }
             }
+            Ok(found)
         })
     }
 
@@ -661,7 +829,7 @@ impl Store for SqliteStore {
     fn audit_chain(&self, after: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<ChainRow>>> {
         Box::pin(async move {
             let rows = sqlx::query(
-                "SELECT seq, prev_hash, record, hash, ts_ms, key_id, team_id, model, status, cost_micros FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, prev_hash, record, hash, ts_ms, key_id, team_id, model, status, cost_micros, dup_seq, mac, imported FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
             )
             .bind(after as i64)
             .bind(limit as i64)
@@ -678,27 +846,33 @@ impl Store for SqliteStore {
                 let record: String = r.try_get(2).map_err(get)?;
                 // The indexed columns must agree with the hashed record; a mismatch is an
                 // edit made to fool queries without touching the JSON. Report it as an
-                // altered record by handing the verifier bytes that cannot match.
+                // altered record by handing the verifier bytes that cannot match. `dup_seq`
+                // is 0, or the record's own seq on a record from before migration 3 (a
+                // duplicate it found): anything else would hide the record from spend.
                 let entry: Option<AuditEntry> = serde_json::from_str(&record).ok();
-                let consistent = entry.as_ref().is_some_and(|e| {
-                    r.try_get::<i64, _>(4).ok() == Some(e.ts_ms)
-                        && r.try_get::<Option<String>, _>(5).ok().flatten() == e.key_id
-                        && r.try_get::<Option<String>, _>(6).ok().flatten() == e.team_id
-                        && r.try_get::<Option<String>, _>(7).ok().flatten() == e.model
-                        && r.try_get::<i64, _>(8).ok() == Some(e.status as i64)
-                        && r.try_get::<i64, _>(9).ok() == Some(e.cost_micros as i64)
-                });
+                let dup_seq = r.try_get::<i64, _>(10).ok();
+                let legacy = r.try_get::<Option<i64>, _>(12).ok() == Some(None);
+                let consistent = (dup_seq == Some(0) || (dup_seq == Some(seq) && legacy))
+                    && entry.as_ref().is_some_and(|e| {
+                        r.try_get::<i64, _>(4).ok() == Some(e.ts_ms)
+                            && r.try_get::<Option<String>, _>(5).ok().flatten() == e.key_id
+                            && r.try_get::<Option<String>, _>(6).ok().flatten() == e.team_id
+                            && r.try_get::<Option<String>, _>(7).ok().flatten() == e.model
+                            && r.try_get::<i64, _>(8).ok() == Some(e.status as i64)
+                            && r.try_get::<i64, _>(9).ok() == Some(e.cost_micros as i64)
+                    });
                 let bytes = if consistent {
                     record.into_bytes()
                 } else {
                     b"<columns differ from record>".to_vec()
                 };
-                out.push((
-                    seq as u64,
-                    r.try_get(1).map_err(get)?,
-                    bytes,
-                    r.try_get(3).map_err(get)?,
-                ));
+                out.push(ChainRow {
+                    seq: seq as u64,
+                    prev_hash: r.try_get(1).map_err(get)?,
+                    canonical: bytes,
+                    hash: r.try_get(3).map_err(get)?,
+                    mac: r.try_get(11).map_err(get)?,
+                });
             }
             Ok(out)
         })
@@ -713,7 +887,7 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, StoreResult<Vec<(i64, u64)>>> {
         Box::pin(async move {
             let sql = format!(
-                "SELECT (ts_ms / ?) * ? AS bucket, SUM(cost_micros) FROM audit WHERE {} = ? AND ts_ms >= ? GROUP BY bucket",
+                "SELECT (ts_ms / ?) * ? AS bucket, SUM(cost_micros) FROM audit WHERE {} = ? AND ts_ms >= ? AND dup_seq = 0 GROUP BY bucket",
                 scope_column(scope)
             );
             let rows = sqlx::query(AssertSqlSafe(sql))
@@ -755,7 +929,7 @@ impl Store for SqliteStore {
             };
             let sql = format!(
                 "SELECT COALESCE({col}, '(none)') AS g, {day} AS d, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_micros) \
-                 FROM audit WHERE ts_ms >= ? AND ts_ms < ? GROUP BY g, d ORDER BY d, g"
+                 FROM audit WHERE ts_ms >= ? AND ts_ms < ? AND dup_seq = 0 GROUP BY g, d ORDER BY d, g"
             );
             let rows = sqlx::query(AssertSqlSafe(sql))
                 .bind(from_ms)
@@ -787,9 +961,9 @@ const AUDIT_ROWS_PER_INSERT: usize = 48;
 
 /// `INSERT INTO audit (...) VALUES (?, …), (?, …)` for `rows` rows.
 fn insert_sql(rows: usize) -> String {
-    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     let mut sql = String::from(
-        "INSERT INTO audit (seq, ts_ms, request_id, org_id, team_id, user_id, device_id, key_id, app, provider, model, status, cost_micros, input_tokens, output_tokens, record, prev_hash, hash) VALUES ",
+        "INSERT INTO audit (seq, ts_ms, request_id, org_id, team_id, user_id, device_id, key_id, app, provider, model, status, cost_micros, input_tokens, output_tokens, record, prev_hash, hash, mac, imported) VALUES ",
     );
     for i in 0..rows {
         if i > 0 {
@@ -809,6 +983,8 @@ struct SqliteAuditAppender {
     /// The SQL of a full multi-row chunk (the cache key of its prepared statement).
     chunk_sql: String,
     one_sql: String,
+    /// Whether the table holds records from before migration 3, once asked.
+    has_legacy: Option<bool>,
 }
 
 fn sqlite_err(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -833,7 +1009,27 @@ impl SqliteAuditAppender {
             conn,
             chunk_sql: insert_sql(AUDIT_ROWS_PER_INSERT),
             one_sql: insert_sql(1),
+            has_legacy: None,
         })
+    }
+
+    /// Records from before migration 3 have `imported` NULL and precede every later
+    /// one, so the first record tells.
+    fn has_legacy_records(&mut self) -> StoreResult<bool> {
+        use rusqlite::OptionalExtension;
+        if let Some(known) = self.has_legacy {
+            return Ok(known);
+        }
+        let first: Option<Option<i64>> = self
+            .conn
+            .query_row("SELECT imported FROM audit ORDER BY seq LIMIT 1", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sqlite_err("look up audit request ids"))?;
+        let legacy = first == Some(None);
+        self.has_legacy = Some(legacy);
+        Ok(legacy)
     }
 
     /// One transaction: the records, then the chain head.
@@ -841,6 +1037,7 @@ impl SqliteAuditAppender {
         &mut self,
         records: &[ChainedRecord],
         last: &ChainedRecord,
+        seal: Option<&HeadSeal>,
     ) -> rusqlite::Result<()> {
         // IMMEDIATE takes the write lock up front, so a concurrent admin write makes
         // this wait (busy timeout) rather than fail when the read lock upgrades.
@@ -848,7 +1045,7 @@ impl SqliteAuditAppender {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Multi-row inserts: one statement per AUDIT_ROWS_PER_INSERT records cuts the
-        // per-statement cost that dominates single-row inserts (18 columns × 48 rows
+        // per-statement cost that dominates single-row inserts (20 columns × 48 rows
         // stays far below SQLite's bound-variable limit); the remainder goes row by row
         // through one prepared statement.
         let mut chunks = records.chunks_exact(AUDIT_ROWS_PER_INSERT);
@@ -865,20 +1062,160 @@ impl SqliteAuditAppender {
                 stmt.raw_execute()?;
             }
         }
-        tx.prepare_cached("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")?
-            .execute(rusqlite::params![last.seq as i64, last.hash])?;
+        tx.prepare_cached("INSERT INTO audit_head (id, seq, hash, mac, sealed_from) VALUES (1, ?1, ?2, ?3, ?4) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac, sealed_from = excluded.sealed_from")?
+            .execute(rusqlite::params![
+                last.seq as i64,
+                last.hash,
+                seal.map(|s| s.mac.as_str()),
+                seal.map(|s| s.sealed_from as i64),
+            ])?;
         tx.commit()
     }
 }
 
+/// Whether `e` is the unique index on the request id refusing a record.
+fn is_request_id_conflict(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, Some(message))
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                && message.contains("audit.request_id")
+    )
+}
+
+/// Request ids per lookup statement (SQLite binds up to 32766 parameters).
+const IDS_PER_LOOKUP: usize = 500;
+
 impl AuditAppender for SqliteAuditAppender {
-    fn append(&mut self, records: &[ChainedRecord]) -> StoreResult<()> {
+    fn append(&mut self, records: &[ChainedRecord], seal: Option<&HeadSeal>) -> StoreResult<()> {
         match records.last() {
-            Some(last) => self
-                .append_tx(records, last)
-                .map_err(sqlite_err("write audit")),
+            Some(last) => self.append_tx(records, last, seal).map_err(|e| {
+                if is_request_id_conflict(&e) {
+                    StoreError::DuplicateRequestId
+                } else {
+                    StoreError::Sqlite {
+                        op: "write audit",
+                        source: e,
+                    }
+                }
+            }),
             None => Ok(()),
         }
+    }
+
+    fn head(&mut self) -> StoreResult<(AuditHead, Option<String>)> {
+        use rusqlite::OptionalExtension;
+        let row = self
+            .conn
+            .query_row(
+                "SELECT h.seq, h.hash, h.mac, h.sealed_from, a.mac FROM audit_head h \
+                 LEFT JOIN audit a ON a.seq = h.seq WHERE h.id = 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(sqlite_err("read audit head"))?;
+        Ok(match row {
+            Some((seq, hash, mac, sealed_from, record_mac)) => (
+                AuditHead {
+                    seq: seq as u64,
+                    hash,
+                    seal: mac.zip(sealed_from).map(|(mac, from)| HeadSeal {
+                        mac,
+                        sealed_from: from as u64,
+                    }),
+                },
+                record_mac,
+            ),
+            None => (
+                AuditHead {
+                    seq: 0,
+                    hash: GENESIS_HASH.to_owned(),
+                    seal: None,
+                },
+                None,
+            ),
+        })
+    }
+
+    fn seal_head(&mut self, seal: &HeadSeal) -> StoreResult<()> {
+        self.conn
+            .execute(
+                "UPDATE audit_head SET mac = ?1, sealed_from = ?2 WHERE id = 1",
+                rusqlite::params![seal.mac, seal.sealed_from as i64],
+            )
+            .map(drop)
+            .map_err(sqlite_err("seal audit head"))
+    }
+
+    fn stored_records(&mut self, entries: &[(&str, i64)]) -> StoreResult<HashMap<String, String>> {
+        let op = "look up audit request ids";
+        let mut found = HashMap::new();
+        let mut collect = |conn: &rusqlite::Connection,
+                           sql: String,
+                           params: Vec<&dyn rusqlite::ToSql>,
+                           wanted: Option<&HashSet<&str>>|
+         -> StoreResult<()> {
+            let mut stmt = conn.prepare(&sql).map_err(sqlite_err(op))?;
+            let rows = stmt
+                .query_map(params.as_slice(), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(sqlite_err(op))?;
+            for row in rows {
+                let (id, record) = row.map_err(sqlite_err(op))?;
+                if wanted.is_none_or(|w| w.contains(id.as_str())) {
+                    // Oldest first: an id's first record wins.
+                    found.entry(id).or_insert(record);
+                }
+            }
+            Ok(())
+        };
+        for chunk in entries.chunks(IDS_PER_LOOKUP) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            // Imported records, by the partial unique index (the `imported = 1` term lets
+            // the planner use it).
+            collect(
+                &self.conn,
+                format!(
+                    "SELECT request_id, record FROM audit WHERE imported = 1 AND request_id IN ({placeholders}) ORDER BY seq"
+                ),
+                chunk
+                    .iter()
+                    .map(|(id, _)| id as &dyn rusqlite::ToSql)
+                    .collect(),
+                None,
+            )?;
+        }
+        if self.has_legacy_records()? {
+            // Records from before migration 3 (an import interrupted on an older version,
+            // resumed on this one): not indexed by request id, so found by receipt time
+            // (`audit_ts`), which a re-imported record shares with its first copy.
+            let wanted: HashSet<&str> = entries.iter().map(|(id, _)| *id).collect();
+            let mut times: Vec<i64> = entries.iter().map(|(_, ts)| *ts).collect();
+            times.sort_unstable();
+            times.dedup();
+            for chunk in times.chunks(IDS_PER_LOOKUP) {
+                let placeholders = vec!["?"; chunk.len()].join(", ");
+                collect(
+                    &self.conn,
+                    format!(
+                        "SELECT request_id, record FROM audit WHERE imported IS NULL AND ts_ms IN ({placeholders}) ORDER BY seq"
+                    ),
+                    chunk.iter().map(|ts| ts as &dyn rusqlite::ToSql).collect(),
+                    Some(&wanted),
+                )?;
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -909,6 +1246,8 @@ fn bind_rows(stmt: &mut rusqlite::Statement<'_>, rows: &[ChainedRecord]) -> rusq
         bind(&r.canonical)?;
         bind(&r.prev_hash)?;
         bind(&r.hash)?;
+        bind(&r.mac)?;
+        bind(&i64::from(r.imported))?;
     }
     Ok(())
 }
@@ -917,5 +1256,226 @@ fn status_str(s: KeyStatus) -> &'static str {
     match s {
         KeyStatus::Active => "active",
         KeyStatus::Blocked => "blocked",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use sluice_shared::audit::{canonical_json, chain_hash};
+
+    fn entry(request_id: &str, cost_micros: u64) -> AuditEntry {
+        AuditEntry {
+            request_id: request_id.into(),
+            ts_ms: 1_700_000_000_000,
+            source: "gateway".into(),
+            key_id: Some("key1".into()),
+            api: "chat_completions".into(),
+            status: 200,
+            outcome: "ok".into(),
+            cost_micros,
+            priced: true,
+            ..Default::default()
+        }
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &str) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// The review finding: the database and its WAL were created 0644 (minus the umask).
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn database_wal_and_shm_are_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("g.db").to_string_lossy().into_owned();
+        let store = SqliteStore::open(&db, false).await.unwrap();
+        store
+            .insert_org(crate::governance::model::Org {
+                id: "o".into(),
+                name: "o".into(),
+                created_ms: 0,
+            })
+            .await
+            .unwrap();
+        for path in [db.clone(), format!("{db}-wal"), format!("{db}-shm")] {
+            assert_eq!(mode(&path), 0o600, "{path}: {:o}", mode(&path));
+        }
+    }
+
+    /// What the above relies on for WAL files SQLite creates later (after the last
+    /// connection closed and removed them): SQLite's unix VFS creates `-wal` and `-shm`
+    /// with the database file's permissions. 0640 differs from any umask-derived default.
+    #[cfg(unix)]
+    #[test]
+    fn sqlite_gives_wal_and_shm_the_database_files_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("m.db").to_string_lossy().into_owned();
+        std::fs::write(&db, b"").unwrap();
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);",
+        )
+        .unwrap();
+        for path in [format!("{db}-wal"), format!("{db}-shm")] {
+            assert_eq!(mode(&path), 0o640, "{path}: {:o}", mode(&path));
+        }
+    }
+
+    /// SQLite reuses an existing `-wal` as it is: one left readable from before the
+    /// database was `chmod 600`ed loses what the database lacks.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_leftover_wal_loses_permissions_the_database_lacks() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("w.db").to_string_lossy().into_owned();
+        std::fs::write(&db, b"").unwrap();
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // A connection kept open keeps its WAL (with content) in place.
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);",
+        )
+        .unwrap();
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(mode(&format!("{db}-wal")), 0o644);
+        let _store = SqliteStore::open(&db, false).await.unwrap();
+        assert_eq!(mode(&format!("{db}-wal")), 0o600);
+        assert_eq!(mode(&format!("{db}-shm")), 0o600);
+        drop(conn);
+    }
+
+    /// A database from before migration 3 that already holds a request id twice (a spill
+    /// import repeated after a crash): the migration must not fail on it, `audit verify`
+    /// reports it, spend and usage count it once, and no further duplicate gets in.
+    #[tokio::test]
+    async fn migration_keeps_old_duplicates_out_of_spend_and_verify_reports_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("old.db").to_string_lossy().into_owned();
+        {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL); \
+                 INSERT INTO schema_migrations VALUES (1, 0), (2, 0);",
+            )
+            .unwrap();
+            for (_, sql) in &MIGRATIONS[..2] {
+                conn.execute_batch(sql).unwrap();
+            }
+            let mut prev = GENESIS_HASH.to_owned();
+            let rows = [
+                entry("a", 100),
+                entry("b", 10),
+                entry("a", 100),
+                entry("c", 1),
+            ];
+            for (i, e) in rows.iter().enumerate() {
+                let canonical = String::from_utf8(canonical_json(e)).unwrap();
+                let hash = chain_hash(&prev, canonical.as_bytes());
+                conn.execute(
+                    "INSERT INTO audit (seq, ts_ms, request_id, key_id, status, cost_micros, input_tokens, output_tokens, record, prev_hash, hash) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, ?7, ?8, ?9)",
+                    rusqlite::params![
+                        i as i64 + 1,
+                        e.ts_ms,
+                        e.request_id,
+                        e.key_id,
+                        e.status as i64,
+                        e.cost_micros as i64,
+                        canonical,
+                        prev,
+                        hash
+                    ],
+                )
+                .unwrap();
+                prev = hash;
+            }
+            conn.execute(
+                "INSERT INTO audit_head (id, seq, hash) VALUES (1, 4, ?1)",
+                [&prev],
+            )
+            .unwrap();
+        }
+
+        let store = SqliteStore::open(&db, false).await.unwrap();
+        let report = crate::api::admin::verify_chain(&store).await.unwrap();
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["checked"], 4, "{report}");
+        assert_eq!(report["duplicates"]["request_ids"], 1, "{report}");
+        assert_eq!(report["duplicates"]["extra_records"], 1, "{report}");
+        assert_eq!(report["duplicates"]["examples"][0], "a", "{report}");
+
+        let spend = store
+            .spend_buckets(ScopeKind::Key, "key1".into(), 0, 86_400_000)
+            .await
+            .unwrap();
+        assert_eq!(spend.iter().map(|(_, m)| m).sum::<u64>(), 111);
+        let usage = store
+            .usage(UsageGroup::Key, false, 0, i64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(usage[0].requests, 3);
+
+        // Imports from now on: the unique index refuses a second imported record for an
+        // id; lookups find imported records by id and older ones by time.
+        let mut appender = store.audit_appender().unwrap();
+        let chained = |e: AuditEntry, seq: u64, prev: &str| {
+            let canonical = String::from_utf8(canonical_json(&e)).unwrap();
+            ChainedRecord {
+                seq,
+                prev_hash: prev.to_owned(),
+                hash: chain_hash(prev, canonical.as_bytes()),
+                entry: e,
+                canonical,
+                mac: None,
+                imported: true,
+            }
+        };
+        let x = chained(entry("x", 5), 5, &prev_hash(&store).await);
+        appender.append(std::slice::from_ref(&x), None).unwrap();
+        let again = chained(entry("x", 5), 6, &x.hash);
+        assert!(matches!(
+            appender.append(&[again], None),
+            Err(StoreError::DuplicateRequestId)
+        ));
+        let ts = entry("a", 0).ts_ms;
+        let found = appender
+            .stored_records(&[("a", ts), ("x", ts), ("zzz", ts)])
+            .unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(
+            found["a"],
+            String::from_utf8(canonical_json(&entry("a", 100))).unwrap()
+        );
+        assert_eq!(found["x"], x.canonical);
+        let report = crate::api::admin::verify_chain(&store).await.unwrap();
+        assert_eq!(report["ok"], true, "{report}");
+        assert_eq!(report["checked"], 5, "{report}");
+
+        // Marking the original as a duplicate too would hide its spend: verify says so.
+        sqlx::query("UPDATE audit SET dup_seq = seq WHERE seq = 1")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let report = crate::api::admin::verify_chain(&store).await.unwrap();
+        assert_eq!(report["ok"], false, "{report}");
+        assert!(
+            report["error"]
+                .as_str()
+                .unwrap()
+                .contains("record 1 is marked as a duplicate"),
+            "{report}"
+        );
+    }
+
+    async fn prev_hash(store: &SqliteStore) -> String {
+        store.audit_head().await.unwrap().hash
     }
 }
