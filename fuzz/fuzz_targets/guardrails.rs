@@ -17,8 +17,8 @@ use sluice_fuzz::{pieces, split_spec, text_pieces};
 use sluice_gateway::guardrails::stream::OutputGuard;
 use sluice_gateway::providers::ClientApi;
 use sluice_shared::guardrails::{
-    CompiledPolicy, Direction, Policy, ResponsesRequest, ResponsesResponse, Scope,
-    StreamScanner, StreamStep, redact,
+    CompiledPolicy, Direction, Policy, ResponsesRequest, ResponsesResponse, Scope, StreamScanner,
+    StreamStep, redact,
 };
 use sluice_shared::{anthropic, gemini, openai};
 
@@ -38,8 +38,7 @@ static REDACT_ALL: LazyLock<Arc<CompiledPolicy>> = LazyLock::new(|| {
             toml.push_str(&format!("[detectors.{id}]\naction = \"redact\"\n"));
         }
     }
-    let policy: Policy =
-        toml::from_str(&toml).unwrap_or_else(|e| panic!("redact-all policy: {e}"));
+    let policy: Policy = toml::from_str(&toml).unwrap_or_else(|e| panic!("redact-all policy: {e}"));
     compile(&policy)
 });
 
@@ -109,10 +108,20 @@ fuzz_target!(|data: &[u8]| {
     let outcome = DEFAULT.scan(&text, Direction::Input, &scope);
     match stream(&DEFAULT, &deltas) {
         Ok(streamed) => {
-            assert!(!outcome.is_blocked(), "the stream passed what the whole text blocks");
-            assert_eq!(streamed, redact(&text, &outcome), "stream and whole text differ");
+            assert!(
+                !outcome.is_blocked(),
+                "the stream passed what the whole text blocks"
+            );
+            assert_eq!(
+                streamed,
+                redact(&text, &outcome),
+                "stream and whole text differ"
+            );
         }
-        Err(_) => assert!(outcome.is_blocked(), "the stream blocked what the whole text passes"),
+        Err(_) => assert!(
+            outcome.is_blocked(),
+            "the stream blocked what the whole text passes"
+        ),
     }
 
     guard_bodies(&DEFAULT, payload);

@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     round_trip(&req, "ChatRequest");
-    let _ = (req.is_stream(), req.wants_stream_usage(), req.max_output_tokens());
+    let _ = (
+        req.is_stream(),
+        req.wants_stream_usage(),
+        req.max_output_tokens(),
+    );
     for m in &req.messages {
         let _ = m.text_content();
     }

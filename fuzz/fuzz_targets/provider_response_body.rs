@@ -16,10 +16,18 @@ const DECODES: [Decode; 12] = [
     Decode::PassResponses,
     Decode::PassEmbeddings,
     Decode::PassAnthropic,
-    Decode::AnthropicToOpenAi { include_usage: false },
-    Decode::AnthropicToOpenAi { include_usage: true },
-    Decode::GeminiToOpenAi { include_usage: false },
-    Decode::GeminiToOpenAi { include_usage: true },
+    Decode::AnthropicToOpenAi {
+        include_usage: false,
+    },
+    Decode::AnthropicToOpenAi {
+        include_usage: true,
+    },
+    Decode::GeminiToOpenAi {
+        include_usage: false,
+    },
+    Decode::GeminiToOpenAi {
+        include_usage: true,
+    },
     Decode::OpenAiToAnthropic,
     Decode::GeminiToAnthropic,
     Decode::GeminiCountToAnthropic,

@@ -1,6 +1,6 @@
 //! What a provider's `Retry-After` decides, from the point where it becomes public: the
-//! header is parsed by `engine::parse_retry_after`, which is private (so not fuzzed
-//! here), into a `Duration` that feeds `routing::backoff` (the delay before the next
+//! header is parsed by `engine::parse_retry_after` (fuzzed here on raw header bytes) into
+//! a `Duration` that feeds `routing::backoff` (the delay before the next
 //! attempt) and `KeyHealth::on_failure(RateLimited(..))` (how long the key is out of
 //! rotation). Both get fuzzer-chosen durations and settings, in any sequence.
 //!
@@ -44,6 +44,9 @@ enum Step {
 
 #[derive(Debug, Arbitrary)]
 struct Input {
+    /// Raw `Retry-After` and `retry-after-ms` header values, as an upstream sends them.
+    header: Vec<u8>,
+    header_ms: Vec<u8>,
     backoff_base_ms: u64,
     backoff_max_ms: u64,
     failure_threshold: u32,
@@ -59,6 +62,22 @@ fn duration((secs, nanos): (u64, u32)) -> Duration {
 }
 
 fuzz_target!(|input: Input| {
+    // The parser itself: whatever the header says, at most a day, never a panic.
+    let mut headers = http::HeaderMap::new();
+    for (name, raw) in [
+        ("retry-after", &input.header),
+        ("retry-after-ms", &input.header_ms),
+    ] {
+        if let Ok(v) = http::HeaderValue::from_bytes(raw) {
+            headers.insert(name, v);
+        }
+    }
+    if let Some(after) = sluice_gateway::engine::parse_retry_after(&headers) {
+        assert!(
+            after <= sluice_gateway::engine::MAX_RETRY_AFTER,
+            "{after:?}"
+        );
+    }
     let routing = RoutingConfig {
         backoff_base_ms: input.backoff_base_ms,
         // `validate` refuses a base above the maximum.

@@ -41,9 +41,16 @@ fn decode(payload: &[u8], chunks: &[&[u8]]) -> (Vec<SseEvent>, Option<SseEvent>)
             "an event's raw bytes must end with its blank line: {:?}",
             e.raw
         );
-        assert!(!e.data.contains('\r'), "data keeps a line break: {:?}", e.data);
+        assert!(
+            !e.data.contains('\r'),
+            "data keeps a line break: {:?}",
+            e.data
+        );
         if let Some(name) = &e.event {
-            assert!(!name.contains(['\n', '\r']), "event name keeps a line break");
+            assert!(
+                !name.contains(['\n', '\r']),
+                "event name keeps a line break"
+            );
         }
     }
     let tail = d.finish();
@@ -64,8 +71,7 @@ fn reference_ends(buf: &[u8]) -> Vec<usize> {
     'events: loop {
         let mut line = start;
         loop {
-            let Some(offset) = buf[line..].iter().position(|b| matches!(b, b'\r' | b'\n'))
-            else {
+            let Some(offset) = buf[line..].iter().position(|b| matches!(b, b'\r' | b'\n')) else {
                 break 'events;
             };
             let at = line + offset;
@@ -92,7 +98,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole, split, "a split changed the events");
     let bytes: Vec<&[u8]> = payload.chunks(1).collect();
     let byte_by_byte = decode(payload, &bytes);
-    assert_eq!(whole, byte_by_byte, "byte-by-byte pushes changed the events");
+    assert_eq!(
+        whole, byte_by_byte,
+        "byte-by-byte pushes changed the events"
+    );
 
     let mut end = 0;
     let ends: Vec<usize> = whole
@@ -103,5 +112,9 @@ fuzz_target!(|data: &[u8]| {
             end
         })
         .collect();
-    assert_eq!(ends, reference_ends(payload), "framing differs from the reference");
+    assert_eq!(
+        ends,
+        reference_ends(payload),
+        "framing differs from the reference"
+    );
 });

@@ -28,14 +28,40 @@ static POLICY: LazyLock<Arc<CompiledPolicy>> = LazyLock::new(|| {
 
 /// Each translator, with the client API whose stream it writes.
 const DECODES: [(Decode, ClientApi); 10] = [
-    (Decode::PassOpenAiChat { strip_usage: false }, ClientApi::Chat),
-    (Decode::PassOpenAiChat { strip_usage: true }, ClientApi::Chat),
+    (
+        Decode::PassOpenAiChat { strip_usage: false },
+        ClientApi::Chat,
+    ),
+    (
+        Decode::PassOpenAiChat { strip_usage: true },
+        ClientApi::Chat,
+    ),
     (Decode::PassResponses, ClientApi::Responses),
     (Decode::PassAnthropic, ClientApi::Messages),
-    (Decode::AnthropicToOpenAi { include_usage: false }, ClientApi::Chat),
-    (Decode::AnthropicToOpenAi { include_usage: true }, ClientApi::Chat),
-    (Decode::GeminiToOpenAi { include_usage: false }, ClientApi::Chat),
-    (Decode::GeminiToOpenAi { include_usage: true }, ClientApi::Chat),
+    (
+        Decode::AnthropicToOpenAi {
+            include_usage: false,
+        },
+        ClientApi::Chat,
+    ),
+    (
+        Decode::AnthropicToOpenAi {
+            include_usage: true,
+        },
+        ClientApi::Chat,
+    ),
+    (
+        Decode::GeminiToOpenAi {
+            include_usage: false,
+        },
+        ClientApi::Chat,
+    ),
+    (
+        Decode::GeminiToOpenAi {
+            include_usage: true,
+        },
+        ClientApi::Chat,
+    ),
     (Decode::OpenAiToAnthropic, ClientApi::Messages),
     (Decode::GeminiToAnthropic, ClientApi::Messages),
 ];

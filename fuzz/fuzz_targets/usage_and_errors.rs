@@ -17,7 +17,11 @@ use sluice_shared::{anthropic, gemini};
 
 fn counts(u: &Usage) -> Vec<u64> {
     let mut v = vec![u.prompt_tokens, u.completion_tokens, u.total_tokens];
-    if let Some(c) = u.prompt_tokens_details.as_ref().and_then(|d| d.cached_tokens) {
+    if let Some(c) = u
+        .prompt_tokens_details
+        .as_ref()
+        .and_then(|d| d.cached_tokens)
+    {
         v.push(c);
     }
     if let Some(d) = &u.completion_tokens_details {

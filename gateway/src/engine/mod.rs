@@ -1004,11 +1004,11 @@ async fn read_body(
 
 /// The longest `Retry-After` believed from an upstream: a day. Larger values (`1e300`)
 /// are clamped to it, so no duration or clock arithmetic downstream can overflow.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
 /// `Retry-After` in seconds or as an HTTP date; also OpenAI's `retry-after-ms`. Clamped
 /// to [`MAX_RETRY_AFTER`]; negative, NaN or unparsable values are ignored.
-fn parse_retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+pub fn parse_retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     let seconds = |secs: f64| {
         (secs.is_finite() && secs >= 0.0)
             .then(|| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
