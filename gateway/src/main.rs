@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use sluice_gateway::cli::{AdminCommand, Remote};
-use sluice_gateway::config::{Config, ProcessEnv, ValidConfig};
+use sluice_gateway::config::{Config, ValidConfig};
+use sluice_gateway::env::ProcessEnv;
 
 /// mimalloc instead of glibc malloc: the request path allocates many small short-lived
 /// buffers across threads, where glibc's arena locks showed up as ~13 % of CPU in

@@ -21,7 +21,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use sluice_shared::guardrails::Direction;
 
-use crate::engine::record::{RequestOutcome, RequestRecord};
+use crate::record::{RequestOutcome, RequestRecord};
 
 /// Installs the process-wide recorder and returns the handle `/metrics` renders from.
 /// Called once, by `serve`.
@@ -203,7 +203,7 @@ fn finished(cache: &mut HandleCache, record: &RequestRecord) {
             .increment(1);
         if !matches!(
             attempt.outcome,
-            crate::engine::record::AttemptOutcome::Skipped { .. }
+            crate::record::AttemptOutcome::Skipped { .. }
         ) {
             cache
                 .histogram(series("upstream", &attempt.provider, "", "", 0), || {

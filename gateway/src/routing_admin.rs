@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::config::{AliasConfig, Config, Environment, ProcessEnv, ProviderConfig};
+use crate::config::{AliasConfig, Config, ProviderConfig};
+use crate::env::{Environment, ProcessEnv};
 use crate::governance::model::glob_match;
 use crate::governance::store::{Store, StoreError};
 use crate::secret;
@@ -300,8 +301,9 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{KeyConfig, MapEnv};
-    use crate::providers::kind::ProviderKind;
+    use crate::config::KeyConfig;
+    use crate::env::MapEnv;
+    use crate::config::kind::ProviderKind;
 
     fn provider(keys: &[&str], ca: Option<&str>) -> ProviderConfig {
         let mut p = ProviderConfig::new(

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::config::Environment;
+use crate::env::Environment;
 
 /// A resolved secret value.
 #[derive(Clone, PartialEq, Eq)]
@@ -131,7 +131,7 @@ impl Scrubber {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MapEnv;
+    use crate::env::MapEnv;
 
     #[test]
     fn scrubber_removes_every_configured_secret() {

@@ -23,7 +23,7 @@ use sluice_shared::openai::ChatRequest;
 
 use crate::engine::{self, Caller};
 use crate::error::{ErrorKind, Flavor, GatewayError};
-use crate::providers::{ClientApi, ClientBody, Inbound};
+use crate::request::{ClientApi, ClientBody, Inbound};
 use crate::server::AppState;
 use crate::server::conn_guard::BodyTimeout;
 

@@ -26,7 +26,6 @@
 //! providers, backoff and queues; streamed, time to the first event sent minus the same
 //! waits up to the final provider's first event.
 
-pub mod record;
 pub mod stream;
 
 use std::convert::Infallible;
@@ -45,19 +44,19 @@ use sluice_shared::openai::Usage;
 use sluice_shared::translate::ResponseMeta;
 use sluice_shared::translate::stream::ChunkFactory;
 
-use crate::error::{ErrorKind, Flavor, GatewayError};
-use crate::governance::pricing::{Cost, PriceTable};
+use crate::error::{ErrorKind, Flavor, GatewayError, error_chain};
+use crate::pricing::{Cost, PriceTable};
 use crate::governance::{Governance, Identity};
 use crate::guardrails::stream::OutputGuard;
 use crate::guardrails::{self as guard, GUARDRAILS_HEADER, Guardrails};
-use crate::providers::kind::Protocol;
+use crate::config::kind::Protocol;
 use crate::providers::wire::{decode_body, upstream_error_message};
-use crate::providers::{Inbound, Prepared, UpstreamCall};
-use crate::routing::health::KeyFailure;
-use crate::routing::limiter::LimitError;
+use crate::providers::{Prepared, UpstreamCall};
+use crate::request::Inbound;
+use crate::providers::health::KeyFailure;
+use crate::providers::limiter::LimitError;
 use crate::routing::{Router, Target, backoff};
-use record::{AttemptOutcome, AttemptRecord, RecordSink, RequestOutcome, RequestRecord};
-pub use stream::error_chain;
+use crate::record::{AttemptOutcome, AttemptRecord, RecordSink, RequestOutcome, RequestRecord};
 use stream::{StreamError, StreamTranslator, UpstreamStream};
 
 /// Largest error body read from a provider (the rest is not needed for a message).
@@ -107,7 +106,7 @@ impl RequestCtx {
         self.submitted = true;
         let mut record = std::mem::replace(
             &mut self.record,
-            RequestRecord::new(String::new(), crate::providers::ClientApi::Chat, "", false),
+            RequestRecord::new(String::new(), crate::request::ClientApi::Chat, "", false),
         );
         record.status = status;
         record.outcome = outcome;
@@ -1179,7 +1178,7 @@ impl ClientStream {
     /// The event that ends a failed stream, in the client's framing.
     fn error_event(&self, error: &GatewayError) -> Bytes {
         // A Responses stream ends with its own failure events.
-        if self.ctx.record.api == crate::providers::ClientApi::Responses.label() {
+        if self.ctx.record.api == crate::request::ClientApi::Responses.label() {
             error.responses_stream_events(&format!("resp_{}", self.ctx.record.request_id))
         } else {
             error.stream_event(self.flavor)

@@ -23,6 +23,7 @@ use sluice_shared::translate::stream::{
 };
 use sluice_shared::{anthropic, gemini};
 
+use crate::error::error_chain;
 use crate::providers::Decode;
 
 /// Why a stream stopped early.
@@ -621,19 +622,4 @@ impl UpstreamStream {
             self.usage_probe = probe.usage;
         }
     }
-}
-
-/// An error with its causes, for messages ("error sending request: connection refused").
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }

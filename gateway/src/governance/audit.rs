@@ -48,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 use sluice_shared::audit::{AuditEntry, ChainKey, canonical_json, chain_hash};
 
 use super::store::{AuditAppender, AuditHead, ChainedRecord, HeadSeal, Store, StoreError};
-use crate::config::Environment;
+use crate::env::Environment;
 
 /// `[governance.audit]`
 #[derive(Debug, Clone, Deserialize)]
@@ -256,7 +256,7 @@ impl AuditSink {
             pending: std::sync::atomic::AtomicBool::new(true),
         });
         let key = config
-            .chain_key(&crate::config::ProcessEnv)
+            .chain_key(&crate::env::ProcessEnv)
             .map_err(StoreError::Config)?
             .map(Arc::new);
         // The admin API's `audit verify` checks MACs with the key the store holds.
@@ -1165,7 +1165,7 @@ mod tests {
 
     #[test]
     fn hmac_key_is_a_secret_reference_of_at_least_32_bytes() {
-        let env = crate::config::MapEnv::new([
+        let env = crate::env::MapEnv::new([
             ("GOOD", "0123456789abcdef0123456789abcdef"),
             ("SHORT", "0123456789"),
         ]);

@@ -18,7 +18,6 @@ pub mod budget;
 pub mod keys;
 pub mod limits;
 pub mod model;
-pub mod pricing;
 pub mod store;
 
 use std::collections::HashMap;
@@ -27,18 +26,18 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use http::{HeaderMap, StatusCode};
-use serde::Deserialize;
+use crate::config::Mode;
 
 use sluice_shared::audit::{AuditAttempt, AuditDecision, AuditEntry, ContentLogging};
 
-use crate::engine::record::{AttemptOutcome, RecordSink, RequestRecord};
+use crate::record::{AttemptOutcome, RecordSink, RequestRecord};
 use crate::error::{ErrorKind, GatewayError};
 use crate::routing::Target;
 use crate::secret::Secret;
 use budget::{BudgetCounter, Millis, format_time};
 use limits::{ConcurrencySlot, MinuteCounter, try_take};
 use model::{KeyPolicy, KeyStatus, OwnerKind, RateLimit, ScopeKind, VirtualKey, glob_match};
-use pricing::{Cost, PriceTable};
+use crate::pricing::{Cost, PriceTable};
 use store::{PolicyRows, Store, StoreError};
 
 /// Unix milliseconds now.
@@ -47,15 +46,6 @@ pub fn now_ms() -> Millis {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// `open` or `enforce` (see the module docs).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    Open,
-    #[default]
-    Enforce,
 }
 
 /// Who is calling: resolved from a virtual key.
@@ -653,7 +643,7 @@ impl Governance {
     /// Records a request refused before it reached the engine (bad key, bad body).
     pub fn record_rejection(
         &self,
-        api: crate::providers::ClientApi,
+        api: crate::request::ClientApi,
         identity: Option<&Arc<Identity>>,
         error: &GatewayError,
         request_id: String,
@@ -798,8 +788,8 @@ impl RecordSink for GovernanceSink {
         // that was reserved, so disconnecting early is never a way around a budget.
         if matches!(
             record.outcome,
-            crate::engine::record::RequestOutcome::ClientDisconnected
-                | crate::engine::record::RequestOutcome::StreamFailed
+            crate::record::RequestOutcome::ClientDisconnected
+                | crate::record::RequestOutcome::StreamFailed
         ) && record.served_by.is_some()
         {
             let reserved = admission
@@ -824,7 +814,7 @@ impl RecordSink for GovernanceSink {
         gov.settle(&mut admission, cost, tokens, now_ms());
         let identity = admission.identity.clone();
         drop(admission);
-        crate::engine::record::LogSink::log(&record);
+        crate::record::LogSink::log(&record);
         let entry = audit_entry(record, identity.as_deref(), ts, gov.settings.max_body_bytes);
         gov.audit.submit(entry)
     }

@@ -9,7 +9,7 @@ use sluice_shared::guardrails::{
     GuardTarget, Scope, TextSlot, hook_decision,
 };
 
-use crate::engine::stream::error_chain;
+use crate::error::error_chain;
 
 /// Largest classifier answer read; the answer is a verdict, not a document.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;

@@ -35,7 +35,7 @@ use sluice_shared::{anthropic, openai};
 
 use crate::error::{ErrorKind, GatewayError};
 use crate::governance::Identity;
-use crate::providers::{ClientApi, ClientBody, Inbound};
+use crate::request::{ClientApi, ClientBody, Inbound};
 use hook::ClassifierHook;
 
 /// Response header naming what guardrails did to a request that was served:

@@ -37,7 +37,7 @@ use sluice_shared::sse::{self, SseDecoder, SseEvent};
 
 use super::{AnswerText, guard_response_item, scope};
 use crate::governance::Identity;
-use crate::providers::ClientApi;
+use crate::request::ClientApi;
 
 /// The client's stream format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use sluice_shared::sse::SseDecoder;
 
 use super::stream::OutputGuard;
 use super::{GuardrailDecision, Guardrails, header_value};
-use crate::providers::ClientApi;
+use crate::request::ClientApi;
 
 /// A Luhn-valid card number that the default policy redacts; four words, so a word-by-word
 /// stream splits it across four events.

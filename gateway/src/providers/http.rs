@@ -156,7 +156,7 @@ impl HttpClient {
 /// A request that got no response: could not connect, or the connection failed before
 /// the response headers.
 #[derive(Debug, thiserror::Error)]
-#[error("{}", crate::engine::error_chain(&self.0))]
+#[error("{}", crate::error::error_chain(&self.0))]
 pub struct SendError(hyper_util::client::legacy::Error);
 
 impl SendError {

@@ -8,7 +8,8 @@
 //! the finished request, and `Decode` gains its readers — nothing else changes.
 
 pub mod http;
-pub mod kind;
+pub mod health;
+pub mod limiter;
 pub mod wire;
 
 use std::time::{Duration, Instant};
@@ -23,10 +24,11 @@ use sluice_shared::translate::{self, TranslateError};
 
 use crate::config::{HealthConfig, ResolvedProvider};
 use crate::error::{ErrorKind, GatewayError};
-use crate::routing::health::KeyHealth;
-use crate::routing::limiter::Limiter;
-use kind::{Protocol, ProviderKind};
-pub use wire::{ClientApi, ClientBody, Decode, Inbound};
+use crate::providers::health::KeyHealth;
+use crate::providers::limiter::Limiter;
+use crate::config::kind::{Protocol, ProviderKind};
+pub use wire::Decode;
+use crate::request::{ClientApi, ClientBody, Inbound};
 
 /// One API key of a provider, with its health.
 #[derive(Debug)]

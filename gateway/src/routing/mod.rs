@@ -16,8 +16,6 @@
 //! of rotation move to the end (the engine skips them without a call while their
 //! breaker is open).
 
-pub mod health;
-pub mod limiter;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +26,7 @@ use http::StatusCode;
 use crate::config::{AliasConfig, RoutingConfig, list_or_none};
 use crate::error::{ErrorKind, Flavor, GatewayError};
 use crate::providers::Provider;
-use crate::providers::kind::Protocol;
+use crate::config::kind::Protocol;
 
 /// One place to send the request.
 #[derive(Debug, Clone)]

@@ -10,20 +10,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
+
+use crate::config::Price;
+
 use sluice_shared::openai::Usage;
 
-const SHIPPED: &str = include_str!("../../data/prices.toml");
-
-/// Dollars per one million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Price {
-    pub input: f64,
-    pub output: f64,
-    /// Defaults to `input` when the provider has no cache discount.
-    #[serde(default)]
-    pub cached_input: Option<f64>,
-}
+const SHIPPED: &str = include_str!("../data/prices.toml");
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,12 +174,12 @@ mod tests {
             models: Vec<String>,
         }
         let listing: Listing =
-            toml::from_str(include_str!("../../data/provider_models.toml")).unwrap();
+            toml::from_str(include_str!("../data/provider_models.toml")).unwrap();
         let t = PriceTable::new(&BTreeMap::new()).unwrap();
         let mut missing = Vec::new();
         for (kind, k) in &listing.kinds {
             assert!(
-                crate::providers::kind::ALL_KINDS
+                crate::config::kind::ALL_KINDS
                     .iter()
                     .any(|known| known.name() == kind),
                 "unknown kind {kind}"

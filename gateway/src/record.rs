@@ -11,9 +11,9 @@ use serde::Serialize;
 use sluice_shared::openai::Usage;
 
 use crate::governance::Admission;
-use crate::governance::pricing::Cost;
+use crate::pricing::Cost;
 use crate::guardrails::GuardrailDecision;
-use crate::providers::ClientApi;
+use crate::request::ClientApi;
 
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

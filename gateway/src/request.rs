@@ -1,0 +1,84 @@
+//! The client request as the gateway holds it: which surface was called, the parsed
+//! body, and the few fields every layer below reads (model, stream, fallbacks, the
+//! Anthropic version headers). Built by `api`, read by the engine, guardrails, routing
+//! and the providers; it imports nothing of the gateway but [`crate::error::Flavor`].
+
+use http::HeaderValue;
+
+use sluice_shared::anthropic;
+use sluice_shared::openai::ChatRequest;
+
+use crate::error::Flavor;
+
+/// Which gateway surface the client called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientApi {
+    /// `POST /v1/chat/completions`
+    Chat,
+    /// `POST /v1/responses`
+    Responses,
+    /// `POST /v1/embeddings`
+    Embeddings,
+    /// `POST /anthropic/v1/messages`
+    Messages,
+    /// `POST /anthropic/v1/messages/count_tokens`
+    CountTokens,
+}
+
+impl ClientApi {
+    pub fn flavor(self) -> Flavor {
+        match self {
+            ClientApi::Messages | ClientApi::CountTokens => Flavor::Anthropic,
+            _ => Flavor::OpenAi,
+        }
+    }
+
+    /// Label for metrics and records.
+    pub fn label(self) -> &'static str {
+        match self {
+            ClientApi::Chat => "chat_completions",
+            ClientApi::Responses => "responses",
+            ClientApi::Embeddings => "embeddings",
+            ClientApi::Messages => "messages",
+            ClientApi::CountTokens => "count_tokens",
+        }
+    }
+}
+
+/// The parsed client body. Chat and Messages are typed because they translate; the
+/// Responses and Embeddings APIs only pass through, so they stay JSON objects.
+#[derive(Debug, Clone)]
+pub enum ClientBody {
+    Chat(ChatRequest),
+    Messages(anthropic::MessagesRequest),
+    Json(serde_json::Map<String, serde_json::Value>),
+}
+
+/// A client request on its way through the gateway.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub api: ClientApi,
+    pub body: ClientBody,
+    /// The model string as the client sent it.
+    pub model: String,
+    pub stream: bool,
+    /// OpenAI `stream_options.include_usage` as the client sent it.
+    pub wants_stream_usage: bool,
+    /// The request's own fallbacks (`fallbacks` body field or `x-sluice-fallbacks`).
+    pub fallbacks: Vec<String>,
+    pub anthropic_version: Option<HeaderValue>,
+    pub anthropic_beta: Option<HeaderValue>,
+}
+
+impl Inbound {
+    /// The output-token cap the client set, if any (for cost estimates).
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        match &self.body {
+            ClientBody::Chat(r) => r.max_output_tokens().map(u64::from),
+            ClientBody::Messages(r) => r.max_tokens.map(u64::from),
+            ClientBody::Json(m) => m
+                .get("max_output_tokens")
+                .and_then(serde_json::Value::as_u64),
+        }
+    }
+}
