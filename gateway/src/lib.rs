@@ -11,6 +11,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod conn_guard;
 pub mod engine;
 pub mod env;
 pub mod error;
@@ -22,6 +23,5 @@ pub mod providers;
 pub mod request;
 pub mod record;
 pub mod routing;
-pub mod routing_admin;
 pub mod secret;
 pub mod server;

@@ -235,7 +235,7 @@ fn finished(cache: &mut HandleCache, record: &RequestRecord) {
         counter!(
             "sluice_guardrail_decisions_total",
             "rule" => d.rule_id.to_string(),
-            "action" => crate::governance::action_label(d.action),
+            "action" => crate::record::action_label(d.action),
             "direction" => match d.direction {
                 Direction::Input => "input",
                 Direction::Output => "output",

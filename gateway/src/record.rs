@@ -1,18 +1,18 @@
 //! The record of one request: who asked for what, every attempt (provider, model, key,
 //! outcome, timing), who finally served it, usage and timings. It is built on the request
-//! path and handed to a [`RecordSink`] exactly once — when the response (or stream) is
-//! complete, fails, or the client goes away. The governance work persists it; here it
-//! feeds metrics and the debug log.
+//! path and finished exactly once — when the response (or stream) is complete, fails, or
+//! the client goes away — by the engine, which feeds it to metrics, the debug [`log`]
+//! and governance (settlement and audit). It is data: it imports nothing above
+//! `request` and `pricing`.
 
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::Serialize;
+use sluice_shared::guardrails::{Action, Direction, RuleId};
 use sluice_shared::openai::Usage;
 
-use crate::governance::Admission;
 use crate::pricing::Cost;
-use crate::guardrails::GuardrailDecision;
 use crate::request::ClientApi;
 
 /// How one attempt ended.
@@ -133,9 +133,6 @@ pub struct RequestRecord {
     pub request_body: Option<Bytes>,
     #[serde(skip)]
     pub response_body: Option<Bytes>,
-    /// Budget reservations and limit slots held for this request (governance).
-    #[serde(skip)]
-    pub admission: Option<Admission>,
     /// What guardrail rules did, input then output: rule, action, count — never the
     /// matched text.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -172,39 +169,38 @@ impl RequestRecord {
             response_bytes: 0,
             request_body: None,
             response_body: None,
-            admission: None,
             guardrails: Vec::new(),
             anomalies: Vec::new(),
         }
     }
 }
 
-/// Where finished records go. Called once per request, on the request's task: an
-/// implementation must not block (queue the record and return). It may return an
-/// acknowledgement the engine waits for before completing the response (strict audit
-/// durability).
-pub trait RecordSink: Send + Sync + std::fmt::Debug {
-    fn submit(&self, record: RequestRecord) -> Option<tokio::sync::oneshot::Receiver<()>>;
-}
-
-/// The default sink: one structured debug line per request (`RUST_LOG=sluice=debug`).
-#[derive(Debug, Default)]
-pub struct LogSink;
-
-impl LogSink {
-    /// Logs the record as JSON at debug level (target `sluice::record`) when enabled.
-    pub fn log(record: &RequestRecord) {
-        if tracing::enabled!(target: "sluice::record", tracing::Level::DEBUG) {
-            let json = serde_json::to_string(record).unwrap_or_default();
-            tracing::debug!(target: "sluice::record", "{json}");
-        }
+/// Logs a finished record as JSON at debug level (target `sluice::record`,
+/// `RUST_LOG=sluice::record=debug`) when that level is enabled.
+pub fn log(record: &RequestRecord) {
+    if tracing::enabled!(target: "sluice::record", tracing::Level::DEBUG) {
+        let json = serde_json::to_string(record).unwrap_or_default();
+        tracing::debug!(target: "sluice::record", "{json}");
     }
 }
 
-impl RecordSink for LogSink {
-    fn submit(&self, record: RequestRecord) -> Option<tokio::sync::oneshot::Receiver<()>> {
-        LogSink::log(&record);
-        None
+/// One rule's decision on one side of a request, as the request record keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardrailDecision {
+    pub rule_id: RuleId,
+    pub action: Action,
+    /// How many matches (for the classifier: 1).
+    pub count: u32,
+    pub direction: Direction,
+}
+
+/// `block`, `redact`, `warn` or `log`, as policies spell them.
+pub fn action_label(action: Action) -> &'static str {
+    match action {
+        Action::Block => "block",
+        Action::Redact => "redact",
+        Action::Warn => "warn",
+        Action::Log => "log",
     }
 }
 

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -21,93 +21,20 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::api;
+use crate::api::state::AppState;
 use crate::config::{ResolvedGovernance, ValidConfig};
 use crate::engine::Engine;
-use crate::record::LogSink;
-use crate::record::RecordSink;
 use crate::governance::audit::Durability;
-use crate::pricing::PriceTable;
 use crate::governance::store::sqlite::SqliteStore;
-use crate::governance::{Governance, GovernanceSettings, GovernanceSink};
-use crate::guardrails::Guardrails;
-use crate::providers::Provider;
-use crate::routing;
+use crate::governance::{Governance, GovernanceSettings};
+use crate::pricing::PriceTable;
+use tokio_util::sync::CancellationToken;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio_util::task::TaskTracker;
 
-pub mod conn_guard;
 mod self_wake;
-use conn_guard::{Activity, Clock, ConnectionSlot, Limits, Tracked, Watched};
+use crate::conn_guard::{self, Activity, Clock, ConnectionSlot, Limits, Tracked, Watched};
 use self_wake::CoalesceSelfWakes;
-
-/// Shared by every handler.
-#[derive(Debug)]
-pub struct AppState {
-    /// Routing table and sinks; replaced whole, never mutated.
-    pub engine: ArcSwap<Engine>,
-    pub max_body_bytes: usize,
-    pub metrics: Option<PrometheusHandle>,
-    pub shutting_down: AtomicBool,
-    /// Keys, budgets, limits and audit; `None` when `[governance]` is not configured.
-    pub governance: Option<Arc<Governance>>,
-    /// The configuration as read, which admin-API providers and aliases overlay.
-    pub routing_base: crate::config::Config,
-    /// Where `routing_base` came from (file path or "environment"), for messages.
-    pub routing_source: String,
-}
-
-/// The routing table for a validated config: one provider (HTTP client, limiter, key
-/// health) per `[providers.NAME]`, and the aliases.
-pub fn build_router(config: &ValidConfig) -> anyhow::Result<routing::Router> {
-    let epoch = Instant::now();
-    let mut providers = Vec::with_capacity(config.providers.len());
-    for p in &config.providers {
-        let name = p.name.clone();
-        let provider = Provider::new(p.clone(), epoch)
-            .map_err(|e| anyhow::anyhow!("provider `{name}`: {e}"))?;
-        providers.push(Arc::new(provider));
-    }
-    let secrets = config
-        .providers
-        .iter()
-        .flat_map(|p| p.keys.iter().filter_map(|k| k.secret.as_ref()))
-        .chain(
-            config
-                .governance
-                .as_ref()
-                .and_then(|g| g.admin_token.as_ref()),
-        );
-    let scrubber = crate::secret::Scrubber::new(secrets);
-    Ok(routing::Router::new(
-        providers,
-        &config.aliases,
-        config.routing.clone(),
-        scrubber,
-    ))
-}
-
-/// Builds the engine from a validated config.
-pub fn build_engine(
-    config: &ValidConfig,
-    sink: Arc<dyn RecordSink>,
-    prices: Arc<PriceTable>,
-    governance: Option<Arc<Governance>>,
-) -> anyhow::Result<Engine> {
-    let router = build_router(config)?;
-    let guardrails = match &config.guardrails {
-        Some(policy) => Some(Arc::new(Guardrails::new(policy.clone()).map_err(|e| {
-            anyhow::anyhow!("guardrails.external_hook: cannot build its HTTP client: {e}")
-        })?)),
-        None => None,
-    };
-    Ok(Engine {
-        router: arc_swap::ArcSwap::from_pointee(router),
-        sink,
-        prices,
-        governance,
-        guardrails,
-    })
-}
 
 /// The axum application.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -140,21 +67,21 @@ pub async fn serve(config: ValidConfig, metrics: Option<PrometheusHandle>) -> an
         Some(g) => Some(start_governance(g, prices.clone(), &tasks).await?),
         None => None,
     };
-    let sink: Arc<dyn RecordSink> = match &governance {
-        Some(g) => Arc::new(GovernanceSink {
-            governance: g.clone(),
-        }),
-        None => Arc::new(LogSink),
-    };
-    let engine = build_engine(&config, sink, prices, governance.clone())?;
+    let engine = Engine::new(&config, prices, governance.clone())?;
+    // Cancelled when the grace period is over: connections still open are closed, and
+    // the metrics upkeep stops, so the task tracker drains.
+    let stop = CancellationToken::new();
     if let Some(handle) = metrics.clone() {
         // The exporter buffers histogram samples until they are folded into buckets;
         // without this upkeep an unscraped /metrics would grow memory without bound.
-        tokio::spawn(async move {
+        let stop = stop.clone();
+        tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
-                tick.tick().await;
-                handle.run_upkeep();
+                tokio::select! {
+                    _ = tick.tick() => handle.run_upkeep(),
+                    () = stop.cancelled() => return,
+                }
             }
         });
     }
@@ -170,9 +97,10 @@ pub async fn serve(config: ValidConfig, metrics: Option<PrometheusHandle>) -> an
         governance: governance.clone(),
         routing_base: config.raw.clone(),
         routing_source: config.source_name.clone(),
+        admin_writes: tokio::sync::Mutex::new(()),
     });
     if let Some(g) = &governance {
-        crate::routing_admin::load_at_start(&state, g.store.as_ref()).await;
+        api::admin::routing::load_at_start(&state, g.store.as_ref()).await;
     }
     {
         use std::io::Write;
@@ -236,7 +164,8 @@ pub async fn serve(config: ValidConfig, metrics: Option<PrometheusHandle>) -> an
             )
             .into_owned();
         let connection = connections.watch(connection);
-        tokio::spawn(async move {
+        let stop = stop.clone();
+        tasks.spawn(async move {
             let _slot = slot;
             let mut connection = std::pin::pin!(CoalesceSelfWakes::new(connection));
             loop {
@@ -256,6 +185,7 @@ pub async fn serve(config: ValidConfig, metrics: Option<PrometheusHandle>) -> an
                         return;
                     }
                     () = tokio::time::sleep_until(check_at.into()) => {}
+                    () = stop.cancelled() => return,
                 }
             }
         });
@@ -269,6 +199,7 @@ pub async fn serve(config: ValidConfig, metrics: Option<PrometheusHandle>) -> an
             tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
         }
     }
+    stop.cancel();
     // Drain the audit writer: everything answered is recorded before the process exits.
     if let Some(g) = &governance {
         g.audit.shutdown();

@@ -6,6 +6,7 @@
 pub mod admin;
 mod models;
 pub mod openapi;
+pub mod state;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,8 +25,8 @@ use sluice_shared::openai::ChatRequest;
 use crate::engine::{self, Caller};
 use crate::error::{ErrorKind, Flavor, GatewayError};
 use crate::request::{ClientApi, ClientBody, Inbound};
-use crate::server::AppState;
-use crate::server::conn_guard::BodyTimeout;
+use crate::api::state::AppState;
+use crate::conn_guard::BodyTimeout;
 
 pub use models::list_models;
 
@@ -323,7 +324,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.shutting_down.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    let providers = state.engine.load().router.load().providers().len();
+    let providers = state.engine.load().router.providers().len();
     axum::Json(serde_json::json!({ "status": "ready", "providers": providers })).into_response()
 }
 

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
-use crate::server::AppState;
+use crate::api::state::AppState;
 
 #[derive(Debug, Serialize)]
 pub struct ModelList {
@@ -25,7 +25,7 @@ pub struct ModelEntry {
 
 pub async fn list_models(State(state): State<Arc<AppState>>) -> Json<ModelList> {
     let engine = state.engine.load();
-    let router = engine.router.load();
+    let router = &engine.router;
     let mut data: Vec<ModelEntry> = router
         .alias_names()
         .into_iter()

@@ -7,7 +7,7 @@
 //!    [`PolicySnapshot`] (swapped whole after every admin change);
 //! 2. [`Governance::admit`] filters the routing plan by the key's model policy, takes
 //!    concurrency slots, checks RPM/TPM and budgets, and reserves the estimated cost;
-//! 3. when the request ends, [`GovernanceSink`] settles the reservation with the real
+//! 3. when the request ends, [`Governance::finish`] settles the reservation with the real
 //!    cost, charges TPM, and queues the audit record for the batch writer.
 //!
 //! In `open` mode a request without a key is served (and recorded) without identity; a
@@ -30,7 +30,7 @@ use crate::config::Mode;
 
 use sluice_shared::audit::{AuditAttempt, AuditDecision, AuditEntry, ContentLogging};
 
-use crate::record::{AttemptOutcome, RecordSink, RequestRecord};
+use crate::record::{AttemptOutcome, RequestOutcome, RequestRecord, action_label};
 use crate::error::{ErrorKind, GatewayError};
 use crate::routing::Target;
 use crate::secret::Secret;
@@ -768,28 +768,29 @@ fn budget_exceeded(b: &model::Budget, id: &Identity, s: &budget::BudgetState) ->
     )
 }
 
-/// The record sink when governance is on: settle, then audit.
-#[derive(Debug)]
-pub struct GovernanceSink {
-    pub governance: Arc<Governance>,
-}
-
-impl RecordSink for GovernanceSink {
-    fn submit(&self, mut record: RequestRecord) -> Option<tokio::sync::oneshot::Receiver<()>> {
-        let gov = &self.governance;
+impl Governance {
+    /// The end of a request: settles its reservations with the real cost, charges its
+    /// tokens to the TPM limits, releases its slots and queues its audit record. Called
+    /// once per request by the engine, on the request's task; it never blocks (the record
+    /// is queued). In strict audit durability the returned acknowledgement says when the
+    /// record is durable.
+    pub fn finish(
+        &self,
+        mut record: RequestRecord,
+        admission: Option<Admission>,
+    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
         let ts = record
             .received_at
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let mut admission = record.admission.take().unwrap_or_default();
+        let mut admission = admission.unwrap_or_default();
         // A client that leaves mid-answer still used the provider: without final usage
         // (OpenAI reports it only at the end of a stream), charge at least the estimate
         // that was reserved, so disconnecting early is never a way around a budget.
         if matches!(
             record.outcome,
-            crate::record::RequestOutcome::ClientDisconnected
-                | crate::record::RequestOutcome::StreamFailed
+            RequestOutcome::ClientDisconnected | RequestOutcome::StreamFailed
         ) && record.served_by.is_some()
         {
             let reserved = admission
@@ -811,23 +812,11 @@ impl RecordSink for GovernanceSink {
             .as_ref()
             .map(|u| u.prompt_tokens.saturating_add(u.completion_tokens))
             .unwrap_or(0);
-        gov.settle(&mut admission, cost, tokens, now_ms());
+        self.settle(&mut admission, cost, tokens, now_ms());
         let identity = admission.identity.clone();
         drop(admission);
-        crate::record::LogSink::log(&record);
-        let entry = audit_entry(record, identity.as_deref(), ts, gov.settings.max_body_bytes);
-        gov.audit.submit(entry)
-    }
-}
-
-/// `block`, `redact`, `warn` or `log`, as policies spell them.
-pub fn action_label(action: sluice_shared::guardrails::Action) -> &'static str {
-    use sluice_shared::guardrails::Action;
-    match action {
-        Action::Block => "block",
-        Action::Redact => "redact",
-        Action::Warn => "warn",
-        Action::Log => "log",
+        let entry = audit_entry(record, identity.as_deref(), ts, self.settings.max_body_bytes);
+        self.audit.submit(entry)
     }
 }
 

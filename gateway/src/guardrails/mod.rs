@@ -29,11 +29,12 @@ use serde_json::{Value, json};
 
 use sluice_shared::guardrails::{
     Action, CompiledPolicy, Decision, Direction, GuardOutcome, GuardTarget, ResponsesRequest,
-    ResponsesResponse, RuleId, Scope, TextSlot,
+    ResponsesResponse, Scope, TextSlot,
 };
 use sluice_shared::{anthropic, openai};
 
 use crate::error::{ErrorKind, GatewayError};
+pub use crate::record::GuardrailDecision;
 use crate::governance::Identity;
 use crate::request::{ClientApi, ClientBody, Inbound};
 use hook::ClassifierHook;
@@ -50,16 +51,6 @@ pub const GUARDRAILS_HEADER: &str = "x-sluice-guardrails";
 pub struct Guardrails {
     pub policy: Arc<CompiledPolicy>,
     hook: Option<ClassifierHook>,
-}
-
-/// One rule's decision on one side of a request, as the request record keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GuardrailDecision {
-    pub rule_id: RuleId,
-    pub action: Action,
-    /// How many matches (for the classifier: 1).
-    pub count: u32,
-    pub direction: Direction,
 }
 
 /// The scope rules are filtered by, borrowed from the caller's identity.

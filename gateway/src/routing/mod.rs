@@ -19,11 +19,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-use crate::config::{AliasConfig, RoutingConfig, list_or_none};
+use crate::config::{AliasConfig, RoutingConfig, ValidConfig, list_or_none};
+use crate::secret::Scrubber;
 use crate::error::{ErrorKind, Flavor, GatewayError};
 use crate::providers::Provider;
 use crate::config::kind::Protocol;
@@ -58,15 +59,45 @@ pub struct Router {
     pub retry: RoutingConfig,
     /// Every secret this table's providers hold (and the admin token), for scrubbing
     /// what leaves the process.
-    pub scrubber: Arc<crate::secret::Scrubber>,
+    pub scrubber: Arc<Scrubber>,
 }
 
 impl Router {
+    /// The routing table for a validated config: one provider (HTTP client, limiter,
+    /// key health) per `[providers.NAME]`, the aliases, and a scrubber that knows every
+    /// configured secret.
+    pub fn from_config(config: &ValidConfig) -> anyhow::Result<Router> {
+        let epoch = Instant::now();
+        let mut providers = Vec::with_capacity(config.providers.len());
+        for p in &config.providers {
+            let name = p.name.clone();
+            let provider = Provider::new(p.clone(), epoch)
+                .map_err(|e| anyhow::anyhow!("provider `{name}`: {e}"))?;
+            providers.push(Arc::new(provider));
+        }
+        let secrets = config
+            .providers
+            .iter()
+            .flat_map(|p| p.keys.iter().filter_map(|k| k.secret.as_ref()))
+            .chain(
+                config
+                    .governance
+                    .as_ref()
+                    .and_then(|g| g.admin_token.as_ref()),
+            );
+        Ok(Router::new(
+            providers,
+            &config.aliases,
+            config.routing.clone(),
+            Scrubber::new(secrets),
+        ))
+    }
+
     pub fn new(
         providers: Vec<Arc<Provider>>,
         aliases: &std::collections::BTreeMap<String, AliasConfig>,
         retry: RoutingConfig,
-        scrubber: crate::secret::Scrubber,
+        scrubber: Scrubber,
     ) -> Self {
         let by_name: HashMap<String, Arc<Provider>> = providers
             .iter()

@@ -21,7 +21,13 @@ use crate::env::{Environment, ProcessEnv};
 use crate::governance::model::glob_match;
 use crate::governance::store::{Store, StoreError};
 use crate::secret;
-use crate::server::{AppState, build_router};
+use axum::Json;
+use axum::extract::State;
+use http::StatusCode;
+
+use super::extract::{AdminError, AdminResult, Body, P, gov};
+use crate::api::state::AppState;
+use crate::routing::Router;
 
 /// `provider` or `alias`, as stored.
 pub const PROVIDER: &str = "provider";
@@ -139,7 +145,7 @@ pub async fn apply(
     let valid = merged
         .validate(&ProcessEnv, "the configuration with this change")
         .map_err(|e| RoutingError::Invalid(e.to_string()))?;
-    let router = build_router(&valid).map_err(|e| RoutingError::Invalid(e.to_string()))?;
+    let router = Router::from_config(&valid).map_err(|e| RoutingError::Invalid(e.to_string()))?;
     match &change {
         Change::PutProvider(n, p) => {
             store
@@ -154,7 +160,9 @@ pub async fn apply(
         Change::DeleteProvider(n) => store.delete_routing_entry(PROVIDER, n.clone()).await?,
         Change::DeleteAlias(n) => store.delete_routing_entry(ALIAS, n.clone()).await?,
     }
-    state.engine.load().router.store(Arc::new(router));
+    state
+        .engine
+        .store(Arc::new(state.engine.load().with_router(router)));
     Ok(())
 }
 
@@ -179,8 +187,10 @@ pub async fn load_at_start(state: &AppState, store: &dyn Store) {
         return;
     }
     match merged.validate(&ProcessEnv, "the configuration with admin-API entries") {
-        Ok(valid) => match build_router(&valid) {
-            Ok(router) => state.engine.load().router.store(Arc::new(router)),
+        Ok(valid) => match Router::from_config(&valid) {
+            Ok(router) => state
+                .engine
+                .store(Arc::new(state.engine.load().with_router(router))),
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the routing table from admin-API entries")
             }
@@ -296,6 +306,77 @@ fn reference_allowed(reference: &str, allowed: &[String]) -> bool {
 /// Config structs always serialize.
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+// ---- handlers ------------------------------------------------------------------------
+
+pub(super) fn routing_error(e: RoutingError) -> AdminError {
+    match e {
+        RoutingError::Invalid(m) => AdminError(StatusCode::BAD_REQUEST, m),
+        RoutingError::FromFile(m) => AdminError(StatusCode::CONFLICT, m),
+        RoutingError::Store(e) => AdminError::from(e),
+    }
+}
+
+pub(super) async fn describe_routing(s: &AppState) -> AdminResult<Value> {
+    let g = gov(s)?;
+    describe(s, g.store.as_ref())
+        .await
+        .map_err(routing_error)
+}
+
+pub(super) async fn list_providers(State(s): State<Arc<AppState>>) -> AdminResult<Json<Value>> {
+    let d = describe_routing(&s).await?;
+    Ok(Json(json!({"data": d["providers"]})))
+}
+
+pub(super) async fn list_aliases(State(s): State<Arc<AppState>>) -> AdminResult<Json<Value>> {
+    let d = describe_routing(&s).await?;
+    Ok(Json(json!({"data": d["aliases"]})))
+}
+
+pub(super) async fn change_routing(s: &AppState, change: Change) -> AdminResult<()> {
+    let g = gov(s)?;
+    apply(s, g.store.as_ref(), change)
+        .await
+        .map_err(routing_error)
+}
+
+/// Creates or replaces a provider (same fields as `[providers.NAME]` in the config file;
+/// keys must be `env:`/`file:` references).
+pub(super) async fn put_provider(
+    State(s): State<Arc<AppState>>,
+    P(name): P<String>,
+    Body(body): Body<ProviderConfig>,
+) -> AdminResult<Json<Value>> {
+    change_routing(&s, Change::PutProvider(name.clone(), Box::new(body))).await?;
+    Ok(Json(json!({"name": name, "source": "api"})))
+}
+
+pub(super) async fn delete_provider(
+    State(s): State<Arc<AppState>>,
+    P(name): P<String>,
+) -> AdminResult<StatusCode> {
+    change_routing(&s, Change::DeleteProvider(name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Creates or replaces an alias (same fields as `[aliases.NAME]`).
+pub(super) async fn put_alias(
+    State(s): State<Arc<AppState>>,
+    P(name): P<String>,
+    Body(body): Body<AliasConfig>,
+) -> AdminResult<Json<Value>> {
+    change_routing(&s, Change::PutAlias(name.clone(), body)).await?;
+    Ok(Json(json!({"name": name, "source": "api"})))
+}
+
+pub(super) async fn delete_alias(
+    State(s): State<Arc<AppState>>,
+    P(name): P<String>,
+) -> AdminResult<StatusCode> {
+    change_routing(&s, Change::DeleteAlias(name)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]
