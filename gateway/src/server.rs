@@ -28,8 +28,8 @@ use crate::governance::audit::Durability;
 use crate::governance::store::sqlite::SqliteStore;
 use crate::governance::{Governance, GovernanceSettings};
 use crate::pricing::PriceTable;
-use tokio_util::sync::CancellationToken;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod self_wake;

@@ -22,11 +22,11 @@ use serde::de::DeserializeOwned;
 use sluice_shared::anthropic::MessagesRequest;
 use sluice_shared::openai::ChatRequest;
 
+use crate::api::state::AppState;
+use crate::conn_guard::BodyTimeout;
 use crate::engine::{self, Caller};
 use crate::error::{ErrorKind, Flavor, GatewayError};
 use crate::request::{ClientApi, ClientBody, Inbound};
-use crate::api::state::AppState;
-use crate::conn_guard::BodyTimeout;
 
 pub use models::list_models;
 

@@ -14,9 +14,9 @@ pub mod kind;
 mod provider;
 mod routing;
 mod server;
-mod validate;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 pub use file::{Config, Price};
 pub use governance::{GovernanceConfig, Mode};

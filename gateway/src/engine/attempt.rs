@@ -339,7 +339,9 @@ pub(super) async fn attempt_once(
 /// the end, returning everything read. Events before it (OpenAI's role-only chunk,
 /// Anthropic's `message_start` and `ping`) are held back so that a provider that
 /// connects but fails before its first token can still be retried or fall back.
-pub(super) async fn first_content(upstream: &mut UpstreamStream) -> Result<Option<Bytes>, StreamError> {
+pub(super) async fn first_content(
+    upstream: &mut UpstreamStream,
+) -> Result<Option<Bytes>, StreamError> {
     let mut held = BytesMut::new();
     loop {
         match upstream.next_output().await? {
@@ -450,4 +452,3 @@ pub(super) async fn read_body(
     }
     Ok(first.unwrap_or_else(|| out.freeze()))
 }
-

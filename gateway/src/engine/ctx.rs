@@ -111,7 +111,11 @@ impl RequestCtx {
         });
     }
 
-    pub(super) async fn error_response(&mut self, mut error: GatewayError, flavor: Flavor) -> Response {
+    pub(super) async fn error_response(
+        &mut self,
+        mut error: GatewayError,
+        flavor: Flavor,
+    ) -> Response {
         self.scrub_error(&mut error);
         self.record.error_kind = Some(error.kind.label());
         self.record.error_message = Some(error.message.clone());
@@ -186,7 +190,6 @@ impl RequestCtx {
     }
 }
 
-
 pub(super) fn json_response(body: Bytes) -> Response {
     let mut response = Response::new(Body::from(body));
     response.headers_mut().insert(
@@ -218,4 +221,3 @@ pub(super) fn cost_header(cost: Cost) -> HeaderValue {
         HeaderValue::from_static("unknown")
     }
 }
-

@@ -83,7 +83,10 @@ pub fn next_step(failure: Failure, tries: Tries) -> Next {
     if other_key {
         return Next::OtherKey;
     }
-    if failure.retry_after.is_some_and(|after| after > tries.max_retry_after) {
+    if failure
+        .retry_after
+        .is_some_and(|after| after > tries.max_retry_after)
+    {
         return Next::NextTarget;
     }
     Next::Backoff

@@ -172,9 +172,7 @@ pub async fn execute(
                 if full_content {
                     ctx.record.request_body = None;
                 }
-                ctx.admission = Some(Admission::for_identity(
-                    caller.identity.clone(),
-                ));
+                ctx.admission = Some(Admission::for_identity(caller.identity.clone()));
                 return ctx.error_response(e, flavor).await;
             }
         }
@@ -195,9 +193,7 @@ pub async fn execute(
         ) {
             Ok(admission) => ctx.admission = Some(admission),
             Err(e) => {
-                ctx.admission = Some(Admission::for_identity(
-                    caller.identity.clone(),
-                ));
+                ctx.admission = Some(Admission::for_identity(caller.identity.clone()));
                 return ctx.error_response(e, flavor).await;
             }
         }
@@ -458,4 +454,3 @@ pub async fn execute(
     }
     ctx.error_response(error, flavor).await
 }
-

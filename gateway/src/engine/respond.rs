@@ -229,4 +229,3 @@ pub(super) fn stream_response(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
-

@@ -236,6 +236,14 @@ pub fn format_time(ms: Millis) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// Unix milliseconds now.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,8 +34,8 @@ use sluice_shared::guardrails::{
 use sluice_shared::{anthropic, openai};
 
 use crate::error::{ErrorKind, GatewayError};
-pub use crate::record::GuardrailDecision;
 use crate::governance::Identity;
+pub use crate::record::GuardrailDecision;
 use crate::request::{ClientApi, ClientBody, Inbound};
 use hook::ClassifierHook;
 

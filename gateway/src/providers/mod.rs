@@ -7,8 +7,8 @@
 //! SigV4, say) is a new `Protocol` variant: `prepare` builds its body, `authorize` signs
 //! the finished request, and `Decode` gains its readers — nothing else changes.
 
-pub mod http;
 pub mod health;
+pub mod http;
 pub mod limiter;
 pub mod wire;
 
@@ -22,13 +22,13 @@ use sluice_shared::anthropic;
 use sluice_shared::openai::{ChatRequest, StreamOptions};
 use sluice_shared::translate::{self, TranslateError};
 
+use crate::config::kind::{Protocol, ProviderKind};
 use crate::config::{HealthConfig, ResolvedProvider};
 use crate::error::{ErrorKind, GatewayError};
 use crate::providers::health::KeyHealth;
 use crate::providers::limiter::Limiter;
-use crate::config::kind::{Protocol, ProviderKind};
-pub use wire::Decode;
 use crate::request::{ClientApi, ClientBody, Inbound};
+pub use wire::Decode;
 
 /// One API key of a provider, with its health.
 #[derive(Debug)]

@@ -7,8 +7,8 @@ use sluice_shared::openai::{self, Usage};
 use sluice_shared::translate::{self, ResponseMeta};
 use sluice_shared::{anthropic, gemini};
 
-use crate::error::{ErrorKind, Flavor, GatewayError};
 use crate::config::kind::Protocol;
+use crate::error::{ErrorKind, Flavor, GatewayError};
 
 /// How to turn the provider's answer into the client's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,18 +16,17 @@
 //! of rotation move to the end (the engine skips them without a call while their
 //! breaker is open).
 
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
+use crate::config::kind::Protocol;
 use crate::config::{AliasConfig, RoutingConfig, ValidConfig, list_or_none};
-use crate::secret::Scrubber;
 use crate::error::{ErrorKind, Flavor, GatewayError};
 use crate::providers::Provider;
-use crate::config::kind::Protocol;
+use crate::secret::Scrubber;
 
 /// One place to send the request.
 #[derive(Debug, Clone)]

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use sluice_shared::guardrails::eval::{self, Case};
+use sluice_shared::guardrails::sample;
 use sluice_shared::guardrails::{CompiledPolicy, Direction, Policy, Scope};
 
 const DEFAULT_CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/guardrails/corpus");
@@ -120,7 +121,7 @@ fn bench(policy: &CompiledPolicy, iterations: usize) {
         (32, false, true),
         (8 << 10, false, true),
     ] {
-        let text = eval::bench_prompt(bytes, hits);
+        let text = sample::bench_prompt(bytes, hits);
         let found = policy
             .scan(&text, Direction::Input, &Scope::default())
             .findings

@@ -731,8 +731,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::guardrails::eval::bench_prompt;
     use crate::guardrails::model::Scope;
+    use crate::guardrails::sample::bench_prompt;
 
     /// The prefilter's spans (and its fallback when the DFA gives up on a Unicode word
     /// boundary) find exactly what searching every rule over the whole text finds.

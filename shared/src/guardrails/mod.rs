@@ -27,6 +27,7 @@ pub mod injection;
 mod model;
 mod policy;
 mod redact;
+pub mod sample;
 mod scan;
 mod shapes;
 mod stream;

@@ -29,7 +29,10 @@ pub(super) struct UsageQuery {
     to_ms: Option<i64>,
 }
 
-pub(super) async fn usage(State(s): State<Arc<AppState>>, Q(q): Q<UsageQuery>) -> AdminResult<Json<Value>> {
+pub(super) async fn usage(
+    State(s): State<Arc<AppState>>,
+    Q(q): Q<UsageQuery>,
+) -> AdminResult<Json<Value>> {
     let g = gov(&s)?;
     let to = q.to_ms.unwrap_or_else(|| now_ms() + 1);
     let from = q.from_ms.unwrap_or(to - 30 * 86_400_000);
@@ -37,7 +40,9 @@ pub(super) async fn usage(State(s): State<Arc<AppState>>, Q(q): Q<UsageQuery>) -
     Ok(Json(json!({"from_ms": from, "to_ms": to, "data": rows})))
 }
 
-pub(super) fn audit_filter(params: &std::collections::HashMap<String, String>) -> AdminResult<AuditFilter> {
+pub(super) fn audit_filter(
+    params: &std::collections::HashMap<String, String>,
+) -> AdminResult<AuditFilter> {
     let mut f = serde_json::Map::new();
     for (k, v) in params {
         if k == "limit" {

@@ -8,7 +8,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{AdminResult, Body, P, bad, gov, new_id, reload, AdminError};
+use super::extract::{AdminError, AdminResult, Body, P, bad, gov, new_id, reload};
 use crate::api::state::AppState;
 use crate::governance::model::{Device, Org, Team, User};
 use crate::governance::now_ms;
@@ -158,20 +158,33 @@ pub(super) async fn create_device(
     Ok((StatusCode::CREATED, Json(device)))
 }
 
-pub(super) async fn delete_entity(s: &AppState, entity: Entity, id: String) -> AdminResult<StatusCode> {
+pub(super) async fn delete_entity(
+    s: &AppState,
+    entity: Entity,
+    id: String,
+) -> AdminResult<StatusCode> {
     let g = gov(s)?;
     g.store.delete(entity, id).await?;
     reload(g).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(super) async fn delete_org(State(s): State<Arc<AppState>>, P(id): P<String>) -> AdminResult<StatusCode> {
+pub(super) async fn delete_org(
+    State(s): State<Arc<AppState>>,
+    P(id): P<String>,
+) -> AdminResult<StatusCode> {
     delete_entity(&s, Entity::Org, id).await
 }
-pub(super) async fn delete_team(State(s): State<Arc<AppState>>, P(id): P<String>) -> AdminResult<StatusCode> {
+pub(super) async fn delete_team(
+    State(s): State<Arc<AppState>>,
+    P(id): P<String>,
+) -> AdminResult<StatusCode> {
     delete_entity(&s, Entity::Team, id).await
 }
-pub(super) async fn delete_user(State(s): State<Arc<AppState>>, P(id): P<String>) -> AdminResult<StatusCode> {
+pub(super) async fn delete_user(
+    State(s): State<Arc<AppState>>,
+    P(id): P<String>,
+) -> AdminResult<StatusCode> {
     delete_entity(&s, Entity::User, id).await
 }
 pub(super) async fn delete_device(
@@ -180,7 +193,10 @@ pub(super) async fn delete_device(
 ) -> AdminResult<StatusCode> {
     delete_entity(&s, Entity::Device, id).await
 }
-pub(super) async fn delete_key(State(s): State<Arc<AppState>>, P(id): P<String>) -> AdminResult<StatusCode> {
+pub(super) async fn delete_key(
+    State(s): State<Arc<AppState>>,
+    P(id): P<String>,
+) -> AdminResult<StatusCode> {
     delete_entity(&s, Entity::Key, id).await
 }
 pub(super) async fn delete_budget(
@@ -189,6 +205,9 @@ pub(super) async fn delete_budget(
 ) -> AdminResult<StatusCode> {
     delete_entity(&s, Entity::Budget, id).await
 }
-pub(super) async fn delete_limit(State(s): State<Arc<AppState>>, P(id): P<String>) -> AdminResult<StatusCode> {
+pub(super) async fn delete_limit(
+    State(s): State<Arc<AppState>>,
+    P(id): P<String>,
+) -> AdminResult<StatusCode> {
     delete_entity(&s, Entity::Limit, id).await
 }

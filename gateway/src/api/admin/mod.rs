@@ -24,8 +24,8 @@ use serde_json::Value;
 
 use crate::api::state::AppState;
 use crate::governance::keys;
-use audit::{audit_export, audit_page, audit_verify, usage};
 pub use audit::verify_chain;
+use audit::{audit_export, audit_page, audit_verify, usage};
 use entities::{
     create_device, create_org, create_team, create_user, delete_budget, delete_device, delete_key,
     delete_limit, delete_org, delete_team, delete_user, list_devices, list_orgs, list_teams,

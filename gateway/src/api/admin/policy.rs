@@ -8,7 +8,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{AdminResult, Body, P, bad, gov, new_id, reload, AdminError};
+use super::extract::{AdminError, AdminResult, Body, P, bad, gov, new_id, reload};
 use crate::api::state::AppState;
 use crate::governance::model::{
     Budget, BudgetWindow, KeyPolicy, KeyStatus, OwnerKind, RateLimit, ScopeKind, VirtualKey,
@@ -135,7 +135,9 @@ pub(super) struct KeyUpdate {
     policy: Option<KeyPolicy>,
 }
 
-pub(super) fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+pub(super) fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<i64>>, D::Error> {
     Option::<i64>::deserialize(d).map(Some)
 }
 
@@ -224,7 +226,12 @@ pub(super) struct NewBudget {
     id: Option<String>,
 }
 
-pub(super) fn check_scope(g: &Governance, kind: ScopeKind, id: &str, for_budget: bool) -> AdminResult<()> {
+pub(super) fn check_scope(
+    g: &Governance,
+    kind: ScopeKind,
+    id: &str,
+    for_budget: bool,
+) -> AdminResult<()> {
     let snap = g.snapshot();
     let r = &snap.rows;
     let exists = match kind {

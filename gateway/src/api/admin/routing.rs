@@ -320,9 +320,7 @@ pub(super) fn routing_error(e: RoutingError) -> AdminError {
 
 pub(super) async fn describe_routing(s: &AppState) -> AdminResult<Value> {
     let g = gov(s)?;
-    describe(s, g.store.as_ref())
-        .await
-        .map_err(routing_error)
+    describe(s, g.store.as_ref()).await.map_err(routing_error)
 }
 
 pub(super) async fn list_providers(State(s): State<Arc<AppState>>) -> AdminResult<Json<Value>> {
@@ -383,8 +381,8 @@ pub(super) async fn delete_alias(
 mod tests {
     use super::*;
     use crate::config::KeyConfig;
-    use crate::env::MapEnv;
     use crate::config::kind::ProviderKind;
+    use crate::env::MapEnv;
 
     fn provider(keys: &[&str], ca: Option<&str>) -> ProviderConfig {
         let mut p = ProviderConfig::new(

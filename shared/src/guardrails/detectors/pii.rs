@@ -3,7 +3,7 @@
 //! actually write (grouping, separators, a `+` country code) and a checksum where the
 //! identifier has one.
 
-use super::{Anchors, BuiltinDetector, PatternRule};
+use super::rule::{Anchors, BuiltinDetector, PatternRule};
 use crate::guardrails::model::{Action, DetectorKind, Direction, Severity};
 use crate::guardrails::validators::Validator;
 

@@ -3,7 +3,7 @@
 //! a key. `(?-u:\b)` is used instead of `\b` throughout: a Unicode word boundary makes
 //! the regex engine leave its fast DFA on non-ASCII text.
 
-use super::{Anchors, BuiltinDetector, PatternRule};
+use super::rule::{Anchors, BuiltinDetector, PatternRule};
 use crate::guardrails::model::{Action, DetectorKind, Direction, Severity};
 use crate::guardrails::validators::Validator;
 
