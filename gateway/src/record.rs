@@ -126,6 +126,8 @@ pub struct RequestRecord {
     pub cost: Cost,
     /// The application that sent the request, when the edge agent or client says so.
     pub app: Option<String>,
+    /// Who named `app` (see [`AppSource`]).
+    pub app_source: Option<AppSource>,
     pub request_bytes: u64,
     pub response_bytes: u64,
     /// Bodies, kept only when the caller's key logs full content.
@@ -165,12 +167,33 @@ impl RequestRecord {
             overhead: None,
             cost: Cost::default(),
             app: None,
+            app_source: None,
             request_bytes: 0,
             response_bytes: 0,
             request_body: None,
             response_body: None,
             guardrails: Vec::new(),
             anomalies: Vec::new(),
+        }
+    }
+}
+
+/// Who named the application a request came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppSource {
+    /// The client's `x-sluice-app` header: what the client says about itself, recorded
+    /// as such and never as a fact.
+    Client,
+    /// The edge agent's authenticated device channel.
+    Device,
+}
+
+impl AppSource {
+    pub fn label(self) -> &'static str {
+        match self {
+            AppSource::Client => "client",
+            AppSource::Device => "device",
         }
     }
 }

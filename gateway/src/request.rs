@@ -10,6 +10,9 @@ use sluice_shared::openai::ChatRequest;
 
 use crate::error::Flavor;
 
+/// The response header that names a request (the same id as its audit record).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
 /// Which gateway surface the client called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientApi {

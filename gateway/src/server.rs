@@ -54,6 +54,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .nest("/api/v1", api::admin::router(state.clone()))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn(api::assign_request_id))
         .with_state(state)
 }
 

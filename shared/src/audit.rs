@@ -97,6 +97,11 @@ pub struct AuditEntry {
     /// Public id of the virtual key (never its secret).
     pub key_id: Option<String>,
     pub app: Option<String>,
+    /// Who named `app`: `client` when the caller's own `x-sluice-app` header did (an
+    /// assertion, not a fact: any client can send any name); `device` when the edge
+    /// agent's authenticated device channel did. Absent when no app is recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_source: Option<String>,
     pub process: Option<String>,
     pub api: String,
     pub requested_model: String,

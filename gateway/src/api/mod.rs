@@ -26,7 +26,7 @@ use crate::api::state::AppState;
 use crate::conn_guard::BodyTimeout;
 use crate::engine::{self, Caller};
 use crate::error::{ErrorKind, Flavor, GatewayError};
-use crate::request::{ClientApi, ClientBody, Inbound};
+use crate::request::{ClientApi, ClientBody, Inbound, REQUEST_ID_HEADER};
 
 pub use models::list_models;
 
@@ -130,29 +130,87 @@ fn take_fallbacks(
     Ok(out)
 }
 
-async fn run(state: Arc<AppState>, inbound: Inbound, caller: Caller) -> Response {
-    let engine = state.engine.load_full();
-    engine::execute(engine, inbound, request_id(), caller).await
+/// The id of one request, assigned by [`assign_request_id`] before any handler runs.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The outermost layer: every request gets an id (in its extensions, for handlers and
+/// the engine) and every response carries it as `x-request-id`. A response that a
+/// handler did not stamp and that is an error (an unknown path, a wrong method, an admin
+/// refusal, an extractor's rejection) is logged here, once; refusals on the model
+/// endpoints are logged with their message by [`reject`], and answers from the engine
+/// are in the audit log and metrics.
+pub async fn assign_request_id(mut request: Request, next: axum::middleware::Next) -> Response {
+    let id = request_id();
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(request).await;
+    if !response.headers().contains_key(REQUEST_ID_HEADER) {
+        let status = response.status();
+        if status.is_client_error() || status.is_server_error() {
+            tracing::info!(request_id = %id, %method, path = uri.path(), status = status.as_u16(), "request refused");
+        }
+        if let Ok(v) = http::HeaderValue::from_str(&id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+    }
+    response
 }
 
-fn reject(error: GatewayError, flavor: Flavor) -> Response {
+async fn run(
+    state: Arc<AppState>,
+    inbound: Inbound,
+    request_id: String,
+    caller: Caller,
+) -> Response {
+    let engine = state.engine.load_full();
+    engine::execute(engine, inbound, request_id, caller).await
+}
+
+/// A refusal before the engine (a bad key, an unreadable body): counted, logged once at
+/// info with what was wrong, and answered in the caller's API shape with its id.
+fn reject(error: GatewayError, flavor: Flavor, api: ClientApi, request_id: &str) -> Response {
     let kind = error.kind.label();
     metrics::counter!("sluice_request_errors_total", "api" => "rejected", "kind" => kind)
         .increment(1);
-    error.into_response(flavor)
+    tracing::info!(
+        request_id,
+        api = api.label(),
+        status = error.status.as_u16(),
+        kind,
+        "request refused: {}",
+        error.message
+    );
+    let mut response = error.into_response(flavor);
+    if let Ok(v) = http::HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
 }
 
 /// The common path of every model endpoint: authenticate (before reading the body, so
 /// an unauthenticated client costs nothing), read and parse, then run. Refusals are
 /// recorded in the audit log like any other request.
-async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body, api: ClientApi) -> Response {
+async fn handle(
+    state: Arc<AppState>,
+    parts: http::request::Parts,
+    body: Body,
+    api: ClientApi,
+) -> Response {
     let flavor = api.flavor();
+    let headers = parts.headers;
+    // Assigned by the outer layer; a fresh one only if this handler is mounted without it.
+    let id = parts
+        .extensions
+        .get::<RequestId>()
+        .map_or_else(request_id, |r| r.0.clone());
     let identity = match &state.governance {
         Some(gov) => match gov.authenticate(&headers) {
             Ok(identity) => identity,
             Err(e) => {
-                gov.record_rejection(api, None, &e, request_id());
-                return reject(e, flavor);
+                gov.record_rejection(api, None, &e, id.clone());
+                return reject(e, flavor, api, &id);
             }
         },
         None => None,
@@ -173,9 +231,9 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body, api: Clien
         Ok(p) => p,
         Err(e) => {
             if let Some(gov) = &state.governance {
-                gov.record_rejection(api, identity.as_ref(), &e, request_id());
+                gov.record_rejection(api, identity.as_ref(), &e, id.clone());
             }
-            return reject(e, flavor);
+            return reject(e, flavor, api, &id);
         }
     };
     let app = headers
@@ -185,6 +243,7 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body, api: Clien
     run(
         state,
         inbound,
+        id,
         Caller {
             identity,
             body: bytes,
@@ -197,7 +256,7 @@ async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Body, api: Clien
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    handle(state, parts.headers, body, ClientApi::Chat).await
+    handle(state, parts, body, ClientApi::Chat).await
 }
 
 fn parse_chat(bytes: &[u8], headers: &HeaderMap) -> Result<Inbound, GatewayError> {
@@ -261,12 +320,12 @@ fn parse_passthrough(
 
 pub async fn responses(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    handle(state, parts.headers, body, ClientApi::Responses).await
+    handle(state, parts, body, ClientApi::Responses).await
 }
 
 pub async fn embeddings(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    handle(state, parts.headers, body, ClientApi::Embeddings).await
+    handle(state, parts, body, ClientApi::Embeddings).await
 }
 
 fn parse_messages(
@@ -305,13 +364,13 @@ fn parse_messages(
 /// `POST /anthropic/v1/messages`
 pub async fn messages(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    handle(state, parts.headers, body, ClientApi::Messages).await
+    handle(state, parts, body, ClientApi::Messages).await
 }
 
 /// `POST /anthropic/v1/messages/count_tokens`
 pub async fn count_tokens(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    handle(state, parts.headers, body, ClientApi::CountTokens).await
+    handle(state, parts, body, ClientApi::CountTokens).await
 }
 
 /// `GET /healthz`: the process is up.

@@ -14,7 +14,7 @@ use crate::governance::{Admission, Governance};
 use crate::guardrails::{self as guard, GUARDRAILS_HEADER};
 use crate::pricing::{Cost, PriceTable};
 use crate::record::{AttemptOutcome, AttemptRecord, RequestOutcome, RequestRecord};
-use crate::request::ClientApi;
+use crate::request::{ClientApi, REQUEST_ID_HEADER};
 use crate::routing::Target;
 use crate::secret::Scrubber;
 
@@ -138,7 +138,7 @@ impl RequestCtx {
     pub(super) fn stamp(&self, response: &mut Response) {
         let headers = response.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&self.record.request_id) {
-            headers.insert("x-request-id", v);
+            headers.insert(REQUEST_ID_HEADER, v);
         }
         let calls = self
             .record

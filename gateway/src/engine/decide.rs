@@ -214,4 +214,164 @@ mod tests {
             .is_some_and(|d| d <= MAX_RETRY_AFTER)
         );
     }
+
+    #[test]
+    fn each_status_has_its_class() {
+        let table = [
+            (400, StatusClass::Final),
+            (401, StatusClass::KeyRefused),
+            (403, StatusClass::KeyRefused),
+            (404, StatusClass::Final),
+            (408, StatusClass::Transient),
+            (409, StatusClass::Transient),
+            (413, StatusClass::Final),
+            (422, StatusClass::Final),
+            (429, StatusClass::RateLimited),
+            (499, StatusClass::Final),
+            (500, StatusClass::Transient),
+            (502, StatusClass::Transient),
+            (503, StatusClass::Transient),
+            (529, StatusClass::Transient),
+            (599, StatusClass::Transient),
+            (600, StatusClass::Final),
+        ];
+        for (status, class) in table {
+            assert_eq!(classify_status(status), class, "status {status}");
+        }
+    }
+
+    fn tries(keys: usize, excluded: usize, retries: u32) -> Tries {
+        Tries {
+            keys,
+            excluded,
+            retries,
+            max_retries: 2,
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn the_step_after_a_failure() {
+        let refused = Failure {
+            rotate: true,
+            retry_after: None,
+            give_up_target: true,
+        };
+        let limited = |after: Option<u64>| Failure {
+            rotate: true,
+            retry_after: after.map(Duration::from_secs),
+            give_up_target: false,
+        };
+        let transient = Failure {
+            rotate: false,
+            retry_after: None,
+            give_up_target: false,
+        };
+        let table = [
+            // A refused key: another key while one remains, else the next target.
+            (refused, tries(3, 0, 0), Next::OtherKey),
+            (refused, tries(3, 1, 1), Next::OtherKey),
+            (refused, tries(2, 1, 1), Next::NextTarget),
+            (refused, tries(1, 0, 0), Next::NextTarget),
+            // Rate limited: another key now; a lone key waits its Retry-After if short.
+            (limited(Some(5)), tries(2, 0, 0), Next::OtherKey),
+            (limited(Some(5)), tries(1, 0, 0), Next::Backoff),
+            (limited(None), tries(1, 0, 0), Next::Backoff),
+            (limited(Some(61)), tries(1, 0, 0), Next::NextTarget),
+            (limited(Some(60)), tries(1, 0, 0), Next::Backoff),
+            // Transient failures back off until the target's retries are spent.
+            (transient, tries(1, 0, 0), Next::Backoff),
+            (transient, tries(1, 0, 1), Next::Backoff),
+            (transient, tries(1, 0, 2), Next::NextTarget),
+            (transient, tries(4, 0, 2), Next::NextTarget),
+            // Retries are spent even when other keys remain.
+            (limited(Some(1)), tries(4, 0, 2), Next::NextTarget),
+        ];
+        for (failure, tries, next) in table {
+            assert_eq!(next_step(failure, tries), next, "{failure:?} {tries:?}");
+        }
+    }
+
+    fn attempt(outcome: AttemptOutcome) -> AttemptRecord {
+        AttemptRecord {
+            provider: "p".into(),
+            model: "m".into(),
+            key_id: String::new(),
+            started_after: Duration::ZERO,
+            duration: Duration::ZERO,
+            outcome,
+        }
+    }
+
+    fn upstream(status: StatusCode) -> GatewayError {
+        GatewayError::new(ErrorKind::UpstreamStatus, status, "answered")
+    }
+
+    #[test]
+    fn the_error_a_request_that_failed_everywhere_answers_with() {
+        let status = |s: u16| {
+            attempt(AttemptOutcome::Status {
+                status: s,
+                message: String::new(),
+            })
+        };
+        let skipped = attempt(AttemptOutcome::Skipped {
+            reason: "cannot translate".into(),
+        });
+        // (errors in order, attempts, expected status)
+        let table: Vec<(Vec<GatewayError>, Vec<AttemptRecord>, StatusCode)> = vec![
+            // The last failure's status when it is a server error or a 429.
+            (
+                vec![
+                    upstream(StatusCode::BAD_REQUEST),
+                    upstream(StatusCode::SERVICE_UNAVAILABLE),
+                ],
+                vec![status(400), status(503)],
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                vec![upstream(StatusCode::TOO_MANY_REQUESTS)],
+                vec![status(429)],
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            // An upstream 4xx after retries is the gateway's 502, not the caller's fault.
+            (
+                vec![upstream(StatusCode::UNAUTHORIZED)],
+                vec![status(401)],
+                StatusCode::BAD_GATEWAY,
+            ),
+            // Skips alone keep their own status (the request cannot be served).
+            (
+                vec![GatewayError::invalid("cannot translate")],
+                vec![skipped.clone()],
+                StatusCode::BAD_REQUEST,
+            ),
+            // Nothing tried at all.
+            (Vec::new(), Vec::new(), StatusCode::BAD_GATEWAY),
+        ];
+        for (errors, attempts, want) in table {
+            let got = final_error(errors, &attempts);
+            assert_eq!(got.status, want, "{}", got.message);
+            assert!(
+                got.upstream_body.is_none()
+                    || attempts
+                        .iter()
+                        .all(|a| matches!(a.outcome, AttemptOutcome::Skipped { .. }))
+            );
+        }
+        let mixed = final_error(
+            vec![
+                upstream(StatusCode::BAD_GATEWAY),
+                upstream(StatusCode::GATEWAY_TIMEOUT),
+            ],
+            &[status(502), skipped],
+        );
+        assert!(
+            mixed
+                .message
+                .starts_with("all 2 attempts failed (p/m: 502, p/m: skipped (cannot translate))"),
+            "{}",
+            mixed.message
+        );
+    }
 }

@@ -49,7 +49,7 @@ use crate::guardrails::{self as guard, Guardrails};
 use crate::pricing::PriceTable;
 use crate::providers::Prepared;
 use crate::providers::limiter::LimitError;
-use crate::record::{AttemptOutcome, RequestOutcome, RequestRecord};
+use crate::record::{AppSource, AttemptOutcome, RequestOutcome, RequestRecord};
 use crate::request::Inbound;
 use crate::routing::{Router, backoff};
 use attempt::{Step, attempt_once};
@@ -109,6 +109,8 @@ pub struct Caller {
     pub identity: Option<Arc<Identity>>,
     /// The raw request body.
     pub body: Bytes,
+    /// The application the client says it is (`x-sluice-app`); recorded as the client's
+    /// assertion ([`AppSource::Client`]), never as a fact.
     pub app: Option<String>,
 }
 
@@ -145,6 +147,7 @@ pub async fn execute(
         ack: None,
         scrub: router.scrubber.clone(),
     };
+    ctx.record.app_source = caller.app.is_some().then_some(AppSource::Client);
     ctx.record.app = caller.app;
     ctx.record.request_bytes = caller.body.len() as u64;
     let full_content = caller

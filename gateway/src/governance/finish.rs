@@ -94,6 +94,7 @@ fn audit_entry(r: RequestRecord, id: Option<&Identity>, ts_ms: i64, max_body: us
         device_id: id.and_then(|i| i.device_id.clone()),
         key_id: id.map(|i| i.key_id.clone()),
         app: r.app,
+        app_source: r.app_source.map(|s| s.label().to_owned()),
         process: None,
         api: r.api.to_owned(),
         requested_model: r.requested_model,
