@@ -22,7 +22,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 
-# The end-to-end tests start the workspace's binaries from target/debug.
-cargo build --workspace --bins
+# The Rust end-to-end tests build what they start (sluice-tests' own binaries, the gateway
+# among them as sluice-gateway-under-test); the Python tests start target/debug's
+# sluice-gateway and sluice-mock-provider (or $CARGO_TARGET_DIR's), built here.
 cargo test --workspace
+cargo build --workspace --bins
 .venv/bin/python -m pytest -q tests/python

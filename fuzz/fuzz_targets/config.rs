@@ -13,7 +13,8 @@
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use sluice_gateway::config::{Config, Environment};
+use sluice_gateway::config::Config;
+use sluice_gateway::env::Environment;
 use sluice_gateway::providers::Provider;
 
 struct FuzzEnv;

@@ -15,7 +15,7 @@ use std::sync::{Arc, LazyLock};
 use libfuzzer_sys::fuzz_target;
 use sluice_fuzz::{pieces, split_spec, text_pieces};
 use sluice_gateway::guardrails::stream::OutputGuard;
-use sluice_gateway::providers::ClientApi;
+use sluice_gateway::request::ClientApi;
 use sluice_shared::guardrails::{
     CompiledPolicy, Direction, Policy, ResponsesRequest, ResponsesResponse, Scope, StreamScanner,
     StreamStep, redact,

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sluice_fuzz::{prepare_everywhere, round_trip, take_fallbacks};
-use sluice_gateway::providers::{ClientApi, ClientBody, Inbound};
+use sluice_gateway::request::{ClientApi, ClientBody, Inbound};
 use sluice_shared::openai::ChatRequest;
 use sluice_shared::translate;
 

@@ -15,7 +15,7 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use sluice_gateway::config::{HealthConfig, RoutingConfig};
 use sluice_gateway::routing::backoff;
-use sluice_gateway::routing::health::{KeyFailure, KeyHealth};
+use sluice_gateway::providers::health::{KeyFailure, KeyHealth};
 
 #[derive(Debug, Arbitrary)]
 enum Step {

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_gateway::providers::kind::Protocol;
+use sluice_gateway::config::kind::Protocol;
 use sluice_gateway::providers::wire::upstream_error_message;
 use sluice_shared::openai::{self, MAX_REPORTED_TOKENS, Usage};
 use sluice_shared::translate;

@@ -7,8 +7,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sluice_gateway::config::{Config, MapEnv};
-use sluice_gateway::providers::{Inbound, Prepared, Provider};
+use sluice_gateway::config::Config;
+use sluice_gateway::env::MapEnv;
+use sluice_gateway::providers::{Prepared, Provider};
+use sluice_gateway::request::Inbound;
 
 /// Splits an input into cut lengths and a payload: the first byte says how many of the
 /// following bytes (at most 31) are chunk lengths; the rest is the payload. A seed that

@@ -2,7 +2,7 @@
 //! `listening on http://ADDR` (`https://` for a TLS server) on stdout once it is ready, and [`ChildServer`] waits for it.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -18,26 +18,61 @@ const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 
 const READY_PREFIX: &str = "listening on ";
 
-/// Path of a workspace binary built next to the running test executable.
+/// The binaries the end-to-end tests start, as cargo built them for this test run.
 ///
-/// Test executables live in `target/<profile>/deps/`; binaries in `target/<profile>/`.
-pub fn bin_path(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot locate the running test executable")?;
-    let mut dir = exe
-        .parent()
-        .context("the test executable has no parent directory")?
-        .to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
+/// Build it with [`bins!`](crate::bins) in the integration test: cargo sets
+/// `CARGO_BIN_EXE_<name>` only while compiling integration tests, and builds a package's
+/// own binaries (never another package's) before them. The gateway is therefore this
+/// package's `sluice-gateway-under-test`, the same `main` as `sluice-gateway`, so a gateway
+/// edit followed by `cargo test -p sluice-tests` runs the edited code.
+#[derive(Clone, Copy, Debug)]
+pub struct Bins {
+    gateway: &'static str,
+    mock_provider: &'static str,
+    bench_proxy: &'static str,
+}
+
+impl Bins {
+    /// Use [`bins!`](crate::bins), which fills these in from cargo.
+    pub const fn new(
+        gateway: &'static str,
+        mock_provider: &'static str,
+        bench_proxy: &'static str,
+    ) -> Bins {
+        Bins {
+            gateway,
+            mock_provider,
+            bench_proxy,
+        }
     }
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !path.is_file() {
-        bail!(
-            "binary `{name}` not found at {}: run `cargo build --workspace --bins` first",
-            path.display()
-        );
+
+    /// `sluice-gateway-under-test`: the gateway built from the current source.
+    pub fn gateway(&self) -> &'static Path {
+        Path::new(self.gateway)
     }
-    Ok(path)
+
+    /// `sluice-mock-provider`.
+    pub fn mock_provider(&self) -> &'static Path {
+        Path::new(self.mock_provider)
+    }
+
+    /// `sluice-bench-proxy`.
+    pub fn bench_proxy(&self) -> &'static Path {
+        Path::new(self.bench_proxy)
+    }
+}
+
+/// The [`Bins`] of this test run; only compiles in an integration test (tests/tests/),
+/// where cargo provides the `CARGO_BIN_EXE_<name>` paths.
+#[macro_export]
+macro_rules! bins {
+    () => {
+        $crate::harness::Bins::new(
+            env!("CARGO_BIN_EXE_sluice-gateway-under-test"),
+            env!("CARGO_BIN_EXE_sluice-mock-provider"),
+            env!("CARGO_BIN_EXE_sluice-bench-proxy"),
+        )
+    };
 }
 
 /// A server process started for a test, killed when dropped.
@@ -152,14 +187,13 @@ pub struct MockProvider {
 
 impl MockProvider {
     /// Starts the mock on a free port; `extra_args` e.g. `["--chunk-delay-ms", "50"]`.
-    pub async fn start(extra_args: &[&str]) -> anyhow::Result<MockProvider> {
-        let program = bin_path("sluice-mock-provider")?;
+    pub async fn start(bins: Bins, extra_args: &[&str]) -> anyhow::Result<MockProvider> {
         let mut args = Vec::with_capacity(extra_args.len() + 2);
         if !extra_args.contains(&"--listen") {
             args.extend(["--listen", "127.0.0.1:0"]);
         }
         args.extend_from_slice(extra_args);
-        let server = ChildServer::spawn(&program, &args, &[]).await?;
+        let server = ChildServer::spawn(bins.mock_provider(), &args, &[]).await?;
         let http = reqwest::Client::builder()
             .no_proxy()
             .build()
@@ -305,7 +339,8 @@ pub enum PollError<T> {
     TimedOut(T),
 }
 
-/// A `sluice-gateway` process started from a TOML config written to a temporary file.
+/// A gateway process ([`Bins::gateway`]) started from a TOML config written to a
+/// temporary file.
 pub struct Gateway {
     pub server: ChildServer,
     pub http: reqwest::Client,
@@ -316,22 +351,26 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `sluice-gateway serve --config <file with config_toml>` with `envs` added
     /// to its environment (provider keys are `env:` references).
-    pub async fn start(config_toml: &str, envs: &[(&str, &str)]) -> anyhow::Result<Gateway> {
+    pub async fn start(
+        bins: Bins,
+        config_toml: &str,
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<Gateway> {
         let dir = tempfile::tempdir().context("cannot create a temp dir")?;
         let path = dir.path().join("sluice.toml");
         std::fs::write(&path, config_toml).context("cannot write the config")?;
         let path_text = path.to_string_lossy().into_owned();
-        Self::start_args(&["serve", "--config", &path_text], envs, dir).await
+        Self::start_args(bins, &["serve", "--config", &path_text], envs, dir).await
     }
 
     /// Starts the gateway with explicit arguments (e.g. the zero-config start).
     pub async fn start_args(
+        bins: Bins,
         args: &[&str],
         envs: &[(&str, &str)],
         dir: tempfile::TempDir,
     ) -> anyhow::Result<Gateway> {
-        let program = bin_path("sluice-gateway")?;
-        let server = ChildServer::spawn(&program, args, envs).await?;
+        let server = ChildServer::spawn(bins.gateway(), args, envs).await?;
         let http = reqwest::Client::builder()
             .no_proxy()
             .build()

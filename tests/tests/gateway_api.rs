@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use sluice_tests::bins;
 use sluice_tests::harness::{Gateway, sse_events};
 
 #[tokio::test]
@@ -498,14 +499,11 @@ async fn bad_input_gets_clear_errors_in_the_callers_shape() {
 
 #[tokio::test]
 async fn oversized_bodies_are_refused_with_413() {
-    let mock = sluice_tests::harness::MockProvider::start(&[])
+    let mock = sluice_tests::harness::MockProvider::start(bins!(), &[])
         .await
         .unwrap();
-    let cfg = config(mock.base_url(), "").replace(
-        "listen = \"127.0.0.1:0\"",
-        "listen = \"127.0.0.1:0\"\nmax_body_bytes = 1024",
-    );
-    let gw = Gateway::start(&cfg, &[("MOCK_KEY", PROVIDER_KEY)])
+    let cfg = config_with(mock.base_url(), "server.max_body_bytes = 1024", "");
+    let gw = Gateway::start(bins!(), &cfg, &[("MOCK_KEY", PROVIDER_KEY)])
         .await
         .unwrap();
     let big = "x".repeat(4096);
@@ -537,7 +535,7 @@ async fn oversized_bodies_are_refused_with_413() {
 
 #[tokio::test]
 async fn azure_layout_and_header() {
-    let mock = sluice_tests::harness::MockProvider::start(&[])
+    let mock = sluice_tests::harness::MockProvider::start(bins!(), &[])
         .await
         .unwrap();
     let extra = format!(

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
+use sluice_tests::bins;
 use sluice_tests::harness::{Gateway, MockProvider, closed_port, sse_events};
 
 #[tokio::test]
@@ -120,12 +121,13 @@ async fn retry_after_beyond_the_cap_moves_to_the_next_target_at_once() {
 
 #[tokio::test]
 async fn refused_keys_rotate_and_leave_rotation() {
-    let mock = MockProvider::start(&[]).await.unwrap();
+    let mock = MockProvider::start(bins!(), &[]).await.unwrap();
     let extra = format!(
         "[providers.multi]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [{{ value = \"env:BAD_KEY\", id = \"revoked\" }}, {{ value = \"env:GOOD_KEY\", id = \"live\" }}]\n",
         mock.base_url()
     );
     let gw = Gateway::start(
+        bins!(),
         &config(mock.base_url(), &extra),
         &[
             ("MOCK_KEY", PROVIDER_KEY),
@@ -162,12 +164,13 @@ async fn refused_keys_rotate_and_leave_rotation() {
     assert_eq!(keys.iter().filter(|k| k.ends_with("good-live")).count(), 12);
 
     // A rate-limited key rotates to the other key immediately (no backoff).
-    let mock2 = MockProvider::start(&[]).await.unwrap();
+    let mock2 = MockProvider::start(bins!(), &[]).await.unwrap();
     let extra = format!(
         "[providers.rl]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [{{ value = \"env:LIMITED\", weight = 1000 }}, {{ value = \"env:GOOD_KEY\", weight = 0.001 }}]\n",
         mock2.base_url()
     );
     let gw2 = Gateway::start(
+        bins!(),
         &config(mock2.base_url(), &extra),
         &[
             ("MOCK_KEY", PROVIDER_KEY),
@@ -186,7 +189,7 @@ async fn refused_keys_rotate_and_leave_rotation() {
 #[tokio::test]
 async fn header_timeout_fires_and_falls_back() {
     // Bifrost users report header timeouts that never fire; this one must.
-    let mock = MockProvider::start(&[]).await.unwrap();
+    let mock = MockProvider::start(bins!(), &[]).await.unwrap();
     let extra = format!(
         "[providers.slow]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\nheader_timeout_ms = 300\nmax_retries = 0\nheaders = {{ \"x-mock-fault\" = \"hang\" }}\n",
         mock.base_url()
@@ -222,7 +225,7 @@ async fn header_timeout_fires_and_falls_back() {
 
 #[tokio::test]
 async fn stream_stall_before_first_token_falls_back_and_after_ends_with_error_event() {
-    let mock = MockProvider::start(&[]).await.unwrap();
+    let mock = MockProvider::start(bins!(), &[]).await.unwrap();
     let extra = format!(
         "[providers.stall]\nkind = \"openai\"\nbase_url = \"{m}/v1\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\nstream_idle_timeout_ms = 300\nmax_retries = 0\nheaders = {{ \"x-mock-fault\" = \"stall_after=0\" }}\n\n[providers.late]\nkind = \"anthropic\"\nbase_url = \"{m}\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\nstream_idle_timeout_ms = 300\nmax_retries = 0\nheaders = {{ \"x-mock-fault\" = \"stall_after=3\" }}\n",
         m = mock.base_url()
@@ -291,7 +294,7 @@ async fn reset_mid_stream_is_reported_not_passed_off_as_complete() {
 
 #[tokio::test]
 async fn connect_errors_fall_back() {
-    let mock = MockProvider::start(&[]).await.unwrap();
+    let mock = MockProvider::start(bins!(), &[]).await.unwrap();
     let port = closed_port().unwrap();
     let extra = format!(
         "[providers.down]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\nconnect_timeout_ms = 500\n\n[aliases.default]\ntargets = [{{ model = \"down/gpt-4o-mini\" }}]\nfallbacks = [\"oa/gpt-4o-mini\"]\n"
@@ -313,7 +316,7 @@ async fn connect_errors_fall_back() {
 
 #[tokio::test]
 async fn failing_provider_leaves_rotation_and_healthy_target_goes_first() {
-    let mock = MockProvider::start(&[]).await.unwrap();
+    let mock = MockProvider::start(bins!(), &[]).await.unwrap();
     let extra = format!(
         "[providers.flaky]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\nmax_retries = 0\nheaders = {{ \"x-mock-fault\" = \"status=500\" }}\n[providers.flaky.health]\nfailure_threshold = 2\ncooldown_ms = 60000\n\n[aliases.default]\ntargets = [{{ model = \"flaky/m\", weight = 1000 }}, {{ model = \"oa/gpt-4o-mini\", weight = 0.001 }}]\n",
         mock.base_url()
@@ -339,7 +342,7 @@ async fn failing_provider_leaves_rotation_and_healthy_target_goes_first() {
 
 #[tokio::test]
 async fn concurrency_limit_queues_then_refuses_without_piling_up() {
-    let mock = MockProvider::start(&[]).await.unwrap();
+    let mock = MockProvider::start(bins!(), &[]).await.unwrap();
     let extra = format!(
         "[providers.narrow]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\nmax_concurrency = 2\nmax_queue = 2\nqueue_timeout_ms = 10000\nheaders = {{ \"x-mock-fault\" = \"latency_ms=300\" }}\n",
         mock.base_url()
@@ -447,6 +450,7 @@ async fn zero_config_start_uses_key_variables() {
     // Zero-config runs governance in open mode; keep its database out of the source tree.
     let db = dir.path().join("zero.db").to_string_lossy().into_owned();
     let gw = Gateway::start_args(
+        bins!(),
         &["--listen", "127.0.0.1:0"],
         &[
             ("ANTHROPIC_API_KEY", "sk-ant-test"),
@@ -477,9 +481,56 @@ async fn zero_config_start_uses_key_variables() {
     );
 }
 
+/// The gateway the harness starts is the one cargo built for this run from the current
+/// source, not a `target/debug/sluice-gateway` left by an earlier build: it is this
+/// workspace's version, and it was linked after the last change to any gateway or shared
+/// source file (cargo rebuilds it on any such change, which a stale binary predates).
+#[test]
+fn gateway_under_test_is_built_from_the_current_source() {
+    let bin = bins!().gateway();
+    let out = std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // sluice-gateway inherits the workspace version, as this package does.
+    let version = String::from_utf8_lossy(&out.stdout);
+    let expected = format!("sluice-gateway {}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(version.trim(), expected);
+
+    let built = std::fs::metadata(bin).unwrap().modified().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let mut sources = 0;
+    let mut dirs = vec![root.join("gateway/src"), root.join("shared/src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources += 1;
+                let changed = std::fs::metadata(&path).unwrap().modified().unwrap();
+                assert!(
+                    changed <= built,
+                    "{} changed after {} was built: the tests would run a stale gateway",
+                    path.display(),
+                    bin.display()
+                );
+            }
+        }
+    }
+    assert!(
+        sources > 10,
+        "only {sources} sources found under {}",
+        root.display()
+    );
+}
+
 #[tokio::test]
 async fn check_config_reports_every_problem_with_its_path() {
-    let bin = sluice_tests::harness::bin_path("sluice-gateway").unwrap();
+    let bin = bins!().gateway();
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(
@@ -487,7 +538,7 @@ async fn check_config_reports_every_problem_with_its_path() {
         "[providers.openai]\nkind = \"openai\"\nkeys = [{ value = \"sk-pasted-secret\" }]\n\n[aliases.default]\ntargets = [{ model = \"missing/model\" }]\n",
     )
     .unwrap();
-    let out = std::process::Command::new(&bin)
+    let out = std::process::Command::new(bin)
         .args(["check-config", "--config"])
         .arg(&bad)
         .output()
@@ -502,7 +553,7 @@ async fn check_config_reports_every_problem_with_its_path() {
     );
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../sluice.example.toml");
-    let out = std::process::Command::new(&bin)
+    let out = std::process::Command::new(bin)
         .args(["check-config", "--config", example])
         .envs([
             ("OPENAI_API_KEY", "a"),
@@ -526,7 +577,7 @@ async fn check_config_reports_every_problem_with_its_path() {
 async fn tls_handshake_failure_is_a_clean_upstream_error() {
     // https:// to a plaintext server exercises rustls (and its crypto provider) for real:
     // the handshake must fail with an error response, never a panic.
-    let mock = MockProvider::start(&[]).await.unwrap();
+    let mock = MockProvider::start(bins!(), &[]).await.unwrap();
     let extra = format!(
         "[providers.tls]\nkind = \"openai\"\nbase_url = \"https://localhost:{}/v1\"\nkeys = [{{ value = \"env:MOCK_KEY\" }}]\nmax_retries = 0\n",
         mock.addr().port()

@@ -9,6 +9,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use sluice_tests::bins;
 use sluice_tests::harness::{Gateway, MockProvider, sse_events};
 
 /// An AWS access key id that is not the documentation example (which is allowed).
@@ -435,13 +436,14 @@ const ADMIN: &str = "test-admin-token-0123456789";
 
 impl Governed {
     async fn start(guardrails: &str) -> Governed {
-        let mock = MockProvider::start(&[]).await.unwrap();
+        let mock = MockProvider::start(bins!(), &[]).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("sluice.db").to_string_lossy().into_owned();
         let extra = format!(
             "[governance]\ndatabase = \"{db}\"\nadmin_token = \"env:ADMIN_TOKEN\"\n\n{guardrails}"
         );
         let gw = Gateway::start(
+            bins!(),
             &config(mock.base_url(), &extra),
             &[("MOCK_KEY", PROVIDER_KEY), ("ADMIN_TOKEN", ADMIN)],
         )

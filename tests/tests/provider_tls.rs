@@ -13,6 +13,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use serde_json::{Value, json};
+use sluice_tests::bins;
 use sluice_tests::harness::{Gateway, MockProvider, sse_events};
 
 /// A private CA and a server certificate it issued for 127.0.0.1 and localhost, as PEM
@@ -60,7 +61,7 @@ fn private_pki() -> PrivatePki {
 async fn tls_mock(pki: &PrivatePki) -> MockProvider {
     let cert = pki.cert.to_string_lossy().into_owned();
     let key = pki.key.to_string_lossy().into_owned();
-    let mock = MockProvider::start(&["--tls-cert", &cert, "--tls-key", &key])
+    let mock = MockProvider::start(bins!(), &["--tls-cert", &cert, "--tls-key", &key])
         .await
         .unwrap();
     assert!(mock.base_url().starts_with("https://127.0.0.1:"));
@@ -82,6 +83,7 @@ async fn a_provider_behind_a_private_ca_is_reached_through_its_ca_file() {
     let pki = private_pki();
     let mock = tls_mock(&pki).await;
     let gw = Gateway::start(
+        bins!(),
         &provider_config(&mock, Some(&pki.ca)),
         &[("INTERNAL_KEY", "sk-internal")],
     )
@@ -122,6 +124,7 @@ async fn without_the_ca_file_the_certificate_is_refused_with_a_clear_error() {
     let pki = private_pki();
     let mock = tls_mock(&pki).await;
     let gw = Gateway::start(
+        bins!(),
         &provider_config(&mock, None),
         &[("INTERNAL_KEY", "sk-internal")],
     )

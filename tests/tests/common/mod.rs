@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{Value, json};
+use sluice_tests::bins;
 use sluice_tests::harness::{Gateway, MockProvider};
 
 /// The provider key the gateway holds (the mock records what it receives).
@@ -10,14 +11,18 @@ pub const PROVIDER_KEY: &str = "provider-secret";
 /// A gateway config with three providers on one mock: `oa` (OpenAI), `an` (Anthropic),
 /// `ge` (Gemini), fast backoff, plus `extra` TOML appended.
 pub fn config(mock: &str, extra: &str) -> String {
+    config_with(mock, "", extra)
+}
+
+/// [`config`] with `keys` too: dotted keys at the top level, before any table
+/// (`server.idle_timeout_ms = 600`, `governance.mode = "open"`).
+pub fn config_with(mock: &str, keys: &str, extra: &str) -> String {
     format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-
-[routing]
-backoff_base_ms = 5
-backoff_max_ms = 20
+server.listen = "127.0.0.1:0"
+routing.backoff_base_ms = 5
+routing.backoff_max_ms = 20
+{keys}
 
 [providers.oa]
 kind = "openai"
@@ -46,8 +51,9 @@ pub async fn start(extra: &str) -> (MockProvider, Gateway) {
 }
 
 pub async fn start_with(mock_args: &[&str], extra: &str) -> (MockProvider, Gateway) {
-    let mock = MockProvider::start(mock_args).await.unwrap();
+    let mock = MockProvider::start(bins!(), mock_args).await.unwrap();
     let gw = Gateway::start(
+        bins!(),
         &config(mock.base_url(), extra),
         &[("MOCK_KEY", PROVIDER_KEY)],
     )
@@ -60,6 +66,7 @@ pub async fn start_with(mock_args: &[&str], extra: &str) -> (MockProvider, Gatew
 /// providers that point at the mock with their own settings).
 pub async fn gateway_for(mock: &MockProvider, extra: &str) -> Gateway {
     Gateway::start(
+        bins!(),
         &config(mock.base_url(), extra),
         &[("MOCK_KEY", PROVIDER_KEY)],
     )

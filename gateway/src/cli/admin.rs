@@ -1,6 +1,7 @@
 //! Admin commands for the command line: thin wrappers over the admin API so that an
-//! admin never hand-writes JSON (`sluice-gateway keys create --team eng --name ci`), plus
-//! `audit verify`, which reads the database directly and needs no running gateway.
+//! admin never hand-writes JSON (`sluice-gateway keys create --team eng --name ci`).
+
+use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -354,6 +355,27 @@ pub async fn run(remote: &Remote, cmd: AdminCommand) -> Result<Value, String> {
                 None,
             )
             .await
+        }
+    }
+}
+
+/// Runs an admin command and prints its answer as pretty JSON on stdout (a new secret
+/// also on stderr, with a warning that it is shown once), or the error on stderr.
+pub(super) async fn print(remote: Remote, cmd: AdminCommand) -> ExitCode {
+    match run(&remote, cmd).await {
+        Ok(value) => {
+            if let Some(secret) = value.get("secret").and_then(|s| s.as_str()) {
+                eprintln!("secret (shown once, store it now): {secret}");
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sluice-gateway: {e}");
+            ExitCode::FAILURE
         }
     }
 }
