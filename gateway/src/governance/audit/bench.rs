@@ -79,7 +79,7 @@ pub async fn bench(records: u64, producers: u64, strict: bool) -> std::process::
     tasks.wait().await;
     let elapsed = started.elapsed();
     let seq = store.audit_head().await.map(|h| h.seq).unwrap_or_default();
-    let report = crate::api::admin::verify_chain(store.as_ref()).await;
+    let report = super::verify::verify_chain(store.as_ref()).await;
     let spilled = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
     println!(
         "audit sink benchmark ({} durability)",
@@ -110,7 +110,7 @@ pub async fn bench(records: u64, producers: u64, strict: bool) -> std::process::
     }
     println!("files in the bench directory (db, wal, shm, spills): {spilled}");
     match report {
-        Ok(r) => println!("chain: {r}"),
+        Ok(r) => println!("chain: {}", serde_json::to_string(&r).unwrap_or_default()),
         Err(e) => println!("chain: cannot verify: {e}"),
     }
     let _ = std::fs::remove_dir_all(&dir);

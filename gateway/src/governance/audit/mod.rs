@@ -42,8 +42,10 @@ mod sink;
 mod spill;
 #[cfg(test)]
 mod tests;
+mod verify;
 mod writer;
 
 pub use bench::bench;
 pub use config::{AuditConfig, Durability};
 pub use sink::AuditSink;
+pub use verify::{DuplicateSummary, MacReport, VerifyReport, verify_chain};

@@ -1,0 +1,5 @@
+mod seal;
+mod spill;
+mod support;
+mod verify;
+mod writer;
