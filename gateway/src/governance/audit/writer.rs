@@ -59,6 +59,27 @@ pub(super) fn open_seal(
     Ok(sealed_from)
 }
 
+/// Attempts at a batch's transaction before its records go to the spill file.
+const COMMIT_ATTEMPTS: u32 = 5;
+
+/// The pause before the next attempt at a failed commit: 50 ms, doubling (750 ms over
+/// all five attempts, what a busy or briefly locked database needs). It sleeps the
+/// writer's thread, which only writes the audit log: nothing else waits on it.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_millis(50))
+    }
+}
+
+impl Backoff {
+    fn wait(&mut self) {
+        std::thread::sleep(self.0);
+        self.0 *= 2;
+    }
+}
+
 pub(super) struct Writer {
     pub(super) appender: Box<dyn AuditAppender>,
     pub(super) rx: mpsc::Receiver<Job>,
@@ -171,12 +192,12 @@ impl Writer {
     /// refuses them, and the rest rechained: a dropped record takes no chain position.
     fn commit(&mut self, entries: Vec<AuditEntry>, origin: Origin) -> Result<(), Vec<AuditEntry>> {
         let mut batch = self.chain(entries, origin);
-        let mut delay = Duration::from_millis(50);
-        for attempt in 0..5 {
+        let mut backoff = Backoff::default();
+        for attempt in 1..=COMMIT_ATTEMPTS {
             if batch.records.is_empty() {
                 return Ok(());
             }
-            match self.appender.append(&batch.records, batch.seal.as_ref()) {
+            let failed = match self.appender.append(&batch.records, batch.seal.as_ref()) {
                 Ok(()) => {
                     metrics::counter!("sluice_audit_records_total")
                         .increment(batch.records.len() as u64);
@@ -186,22 +207,22 @@ impl Writer {
                 }
                 Err(StoreError::DuplicateRequestId) => {
                     // An import whose records the lookup before chaining did not all
-                    // find (the unique index covers imported records only).
-                    match self.skip_stored(batch.into_entries()) {
-                        Ok(rest) => batch = self.chain(rest, origin),
-                        Err(entries) => {
-                            batch = self.chain(entries, origin);
-                            std::thread::sleep(delay);
-                            delay *= 2;
-                        }
-                    }
+                    // find (the unique index covers imported records only): retried at
+                    // once without them, or after a pause if the lookup failed.
+                    let (rest, failed) = match self.skip_stored(batch.into_entries()) {
+                        Ok(rest) => (rest, false),
+                        Err(entries) => (entries, true),
+                    };
+                    batch = self.chain(rest, origin);
+                    failed
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, attempt, "audit batch failed to commit; retrying");
-                    // This thread only writes the audit log; nothing else waits on it.
-                    std::thread::sleep(delay);
-                    delay *= 2;
+                    tracing::warn!(error = %e, attempt, "audit batch failed to commit");
+                    true
                 }
+            };
+            if failed && attempt < COMMIT_ATTEMPTS {
+                backoff.wait();
             }
         }
         Err(batch.into_entries())
