@@ -9,7 +9,6 @@ use sluice_shared::audit::{AuditRecord, ChainKey};
 
 use super::appender::SqliteAuditAppender;
 use super::database::SqliteStore;
-use super::{audit, policy, routing};
 use crate::governance::model::{Budget, Device, Org, RateLimit, ScopeKind, Team, User, VirtualKey};
 use crate::governance::store::{
     AuditAppender, AuditDuplicates, AuditFilter, AuditHead, ChainRow, Entity, PolicyRows, Store,
@@ -18,47 +17,47 @@ use crate::governance::store::{
 
 impl Store for SqliteStore {
     fn load_policy(&self) -> BoxFuture<'_, StoreResult<PolicyRows>> {
-        Box::pin(policy::load(&self.pool))
+        Box::pin(super::policy::load(&self.pool))
     }
 
     fn insert_org(&self, org: Org) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(policy::insert_org(&self.pool, org))
+        Box::pin(super::policy::insert_org(&self.pool, org))
     }
 
     fn insert_team(&self, team: Team) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(policy::insert_team(&self.pool, team))
+        Box::pin(super::policy::insert_team(&self.pool, team))
     }
 
     fn insert_user(&self, user: User) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(policy::insert_user(&self.pool, user))
+        Box::pin(super::policy::insert_user(&self.pool, user))
     }
 
     fn insert_device(&self, device: Device) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(policy::insert_device(&self.pool, device))
+        Box::pin(super::policy::insert_device(&self.pool, device))
     }
 
     fn insert_key(&self, key: VirtualKey) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(policy::insert_key(&self.pool, key))
+        Box::pin(super::policy::insert_key(&self.pool, key))
     }
 
     fn update_key(&self, key: VirtualKey) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(policy::update_key(&self.pool, key))
+        Box::pin(super::policy::update_key(&self.pool, key))
     }
 
     fn insert_budget(&self, budget: Budget) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(policy::insert_budget(&self.pool, budget))
+        Box::pin(super::policy::insert_budget(&self.pool, budget))
     }
 
     fn insert_limit(&self, limit: RateLimit) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(policy::insert_limit(&self.pool, limit))
+        Box::pin(super::policy::insert_limit(&self.pool, limit))
     }
 
     fn delete(&self, entity: Entity, id: String) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(policy::delete(&self.pool, entity, id))
+        Box::pin(super::policy::delete(&self.pool, entity, id))
     }
 
     fn routing_entries(&self) -> BoxFuture<'_, StoreResult<Vec<(String, String, String)>>> {
-        Box::pin(routing::entries(&self.pool))
+        Box::pin(super::routing::entries(&self.pool))
     }
 
     fn put_routing_entry(
@@ -67,7 +66,7 @@ impl Store for SqliteStore {
         name: String,
         body: String,
     ) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(routing::put(&self.pool, kind, name, body))
+        Box::pin(super::routing::put(&self.pool, kind, name, body))
     }
 
     fn delete_routing_entry(
@@ -75,11 +74,11 @@ impl Store for SqliteStore {
         kind: &'static str,
         name: String,
     ) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(routing::delete(&self.pool, kind, name))
+        Box::pin(super::routing::delete(&self.pool, kind, name))
     }
 
     fn audit_head(&self) -> BoxFuture<'_, StoreResult<AuditHead>> {
-        Box::pin(audit::head(&self.pool))
+        Box::pin(super::audit::head(&self.pool))
     }
 
     fn audit_key(&self) -> Option<Arc<ChainKey>> {
@@ -91,7 +90,7 @@ impl Store for SqliteStore {
     }
 
     fn audit_duplicates(&self, examples: u32) -> BoxFuture<'_, StoreResult<AuditDuplicates>> {
-        Box::pin(audit::duplicates(&self.pool, examples))
+        Box::pin(super::audit::duplicates(&self.pool, examples))
     }
 
     fn audit_appender(&self) -> StoreResult<Box<dyn AuditAppender>> {
@@ -106,11 +105,11 @@ impl Store for SqliteStore {
         filter: AuditFilter,
         limit: u32,
     ) -> BoxFuture<'_, StoreResult<Vec<AuditRecord>>> {
-        Box::pin(audit::page(&self.pool, filter, limit))
+        Box::pin(super::audit::page(&self.pool, filter, limit))
     }
 
     fn audit_chain(&self, after: u64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<ChainRow>>> {
-        Box::pin(audit::chain(&self.pool, after, limit))
+        Box::pin(super::audit::chain(&self.pool, after, limit))
     }
 
     fn spend_buckets(
@@ -120,7 +119,7 @@ impl Store for SqliteStore {
         since_ms: i64,
         bucket_ms: i64,
     ) -> BoxFuture<'_, StoreResult<Vec<(i64, u64)>>> {
-        Box::pin(audit::spend_buckets(
+        Box::pin(super::audit::spend_buckets(
             &self.pool, scope, id, since_ms, bucket_ms,
         ))
     }
@@ -132,6 +131,8 @@ impl Store for SqliteStore {
         from_ms: i64,
         to_ms: i64,
     ) -> BoxFuture<'_, StoreResult<Vec<UsageRow>>> {
-        Box::pin(audit::usage(&self.pool, group, by_day, from_ms, to_ms))
+        Box::pin(super::audit::usage(
+            &self.pool, group, by_day, from_ms, to_ms,
+        ))
     }
 }
