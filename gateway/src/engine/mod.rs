@@ -94,7 +94,7 @@ struct RequestCtx {
     sink: Arc<dyn RecordSink>,
     submitted: bool,
     /// Strict audit: the writer's acknowledgement to wait for before the response ends.
-    ack: Option<tokio::sync::oneshot::Receiver<()>>,
+    ack: Option<crate::governance::audit::AuditAck>,
     /// Removes configured secrets from upstream text before it is recorded or answered.
     scrub: Arc<crate::secret::Scrubber>,
 }

@@ -184,7 +184,7 @@ impl RequestRecord {
 /// acknowledgement the engine waits for before completing the response (strict audit
 /// durability).
 pub trait RecordSink: Send + Sync + std::fmt::Debug {
-    fn submit(&self, record: RequestRecord) -> Option<tokio::sync::oneshot::Receiver<()>>;
+    fn submit(&self, record: RequestRecord) -> Option<crate::governance::audit::AuditAck>;
 }
 
 /// The default sink: one structured debug line per request (`RUST_LOG=sluice=debug`).
@@ -202,7 +202,7 @@ impl LogSink {
 }
 
 impl RecordSink for LogSink {
-    fn submit(&self, record: RequestRecord) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    fn submit(&self, record: RequestRecord) -> Option<crate::governance::audit::AuditAck> {
         LogSink::log(&record);
         None
     }

@@ -785,7 +785,7 @@ pub struct GovernanceSink {
 }
 
 impl RecordSink for GovernanceSink {
-    fn submit(&self, mut record: RequestRecord) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    fn submit(&self, mut record: RequestRecord) -> Option<audit::AuditAck> {
         let gov = &self.governance;
         let ts = record
             .received_at

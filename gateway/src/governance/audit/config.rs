@@ -15,7 +15,9 @@ pub struct AuditConfig {
     /// committed and fsynced.
     #[serde(default)]
     pub durability: Durability,
-    /// Records queued for the writer before new ones spill to disk. Default 65536.
+    /// Records queued for the writer before new ones spill to disk. Default 65536. The
+    /// overflow queue to the spill file holds as many again; what neither holds is lost
+    /// (buffered) or waits for room (strict).
     #[serde(default = "default_capacity")]
     pub channel_capacity: usize,
     /// Records per transaction, at most. Default 2048.

@@ -1,46 +1,60 @@
 //! The request path's handle on the writer.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use sluice_shared::audit::AuditEntry;
 
 use super::config::{AuditConfig, Durability};
-use super::job::Job;
-use super::spill::{Spill, spill_or_lose};
+use super::job::{AuditAck, Job};
+use super::loss::Losses;
+use super::overflow::{SpillWriter, overflow_or_lose};
+use super::spill::Spill;
 use super::writer::{Writer, open_seal};
 use crate::governance::store::{Store, StoreError};
 
-/// The request path's handle on the writer.
+/// The request path's handle on the writer. [`submit`](AuditSink::submit) never blocks
+/// and never touches a file.
 #[derive(Debug)]
 pub struct AuditSink {
     tx: mpsc::Sender<Job>,
-    spill: Arc<Spill>,
+    /// To the overflow thread, which appends to the spill file.
+    overflow: mpsc::Sender<Job>,
+    losses: Arc<Losses>,
     strict: bool,
     stop: CancellationToken,
+    /// Where a strict record waiting for room in a full queue waits.
+    tasks: TaskTracker,
+    #[cfg(test)]
+    spill: Arc<Spill>,
 }
 
 impl AuditSink {
+    /// Starts the writer and the overflow thread; both are waited for through `tasks`
+    /// after [`shutdown`](AuditSink::shutdown).
     pub async fn start(
         store: Arc<dyn Store>,
         config: AuditConfig,
-        tasks: &tokio_util::task::TaskTracker,
+        tasks: &TaskTracker,
     ) -> Result<Self, StoreError> {
-        let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
+        let capacity = config.channel_capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        // The overflow queue holds as many records as the writer's: a burst that fills
+        // one fits in the other while the overflow thread writes it out.
+        let (overflow, overflow_rx) = mpsc::channel(capacity);
         let spill_path = config
             .spill_path
             .clone()
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("sluice-audit.spill.jsonl"));
-        let spill = Arc::new(Spill {
-            path: spill_path,
-            file: Mutex::new(()),
-            pending: std::sync::atomic::AtomicBool::new(true),
-        });
+        let spill = Arc::new(Spill::new(spill_path));
+        let losses = Arc::new(Losses::default());
+        let strict = config.durability == Durability::Strict;
         let key = config
             .chain_key(&crate::config::ProcessEnv)
             .map_err(StoreError::Config)?
@@ -55,6 +69,25 @@ impl AuditSink {
             None => 0,
         };
         let stop = CancellationToken::new();
+        let overflow_stop = CancellationToken::new();
+        // Both threads wait on their queues, timers and stop tokens through the runtime
+        // (`block_on`), so the request path talks to them as to any task.
+        let runtime = tokio::runtime::Handle::current();
+        let (overflow_done_tx, overflow_done) = oneshot::channel::<()>();
+        let spill_writer = SpillWriter {
+            rx: overflow_rx,
+            spill: spill.clone(),
+            losses: losses.clone(),
+        };
+        let spill_stop = overflow_stop.clone();
+        let spill_runtime = runtime.clone();
+        std::thread::Builder::new()
+            .name("sluice-audit-spill".into())
+            .spawn(move || {
+                spill_runtime.block_on(spill_writer.run(spill_stop));
+                let _ = overflow_done_tx.send(());
+            })
+            .map_err(StoreError::WriterThread)?;
         let writer = Writer {
             appender,
             rx,
@@ -71,59 +104,77 @@ impl AuditSink {
                 Durability::Strict => Duration::ZERO,
                 Durability::Buffered => Duration::from_millis(config.flush_interval_ms),
             },
+            strict,
+            losses: losses.clone(),
+            overflow_stop: overflow_stop.clone(),
+            overflow_done,
         };
         // The writer gets a thread of its own: SQLite calls block, and a batch (chain
         // hashes, one transaction) then runs start to finish without a hop to another
-        // thread. It still waits on the channel, its flush timer and the stop token
-        // through the runtime (`block_on`), so the request path talks to it as before.
-        let runtime = tokio::runtime::Handle::current();
+        // thread.
         let (done_tx, done_rx) = oneshot::channel::<()>();
         let writer_stop = stop.clone();
-        std::thread::Builder::new()
+        let started = std::thread::Builder::new()
             .name("sluice-audit".into())
             .spawn(move || {
                 runtime.block_on(writer.run(writer_stop));
                 let _ = done_tx.send(());
-            })
-            .map_err(StoreError::WriterThread)?;
-        // Shutdown waits for the writer through the task tracker, as for any task.
+            });
+        if let Err(e) = started {
+            overflow_stop.cancel();
+            return Err(StoreError::WriterThread(e));
+        }
+        // Shutdown waits for the writer through the task tracker, as for any task. The
+        // writer waits for the overflow thread before it exits (it imports what that
+        // thread spilled), so this covers both.
         tasks.spawn(async move {
             let _ = done_rx.await;
         });
         Ok(AuditSink {
             tx,
-            spill,
-            strict: config.durability == Durability::Strict,
+            overflow,
+            losses,
+            strict,
             stop,
+            tasks: tasks.clone(),
+            #[cfg(test)]
+            spill,
         })
     }
 
-    /// Queues a record. In strict mode returns the acknowledgement to wait for.
-    pub fn submit(&self, entry: AuditEntry) -> Option<oneshot::Receiver<()>> {
-        let (ack, wait) = if self.strict {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        match self.tx.try_send(Job { entry, ack }) {
-            Ok(()) => wait,
+    /// Queues a record; never blocks and never touches a file. In strict mode returns
+    /// the acknowledgement the response must wait for, and fail on `Err`.
+    ///
+    /// When the writer's queue is full: buffered, the record goes to the overflow
+    /// thread, which appends it to the spill file (and when that queue is full too, the
+    /// record is lost, counted and logged); strict, it waits for room in a task on the
+    /// tracker (its client waits for the disk anyway).
+    pub fn submit(&self, entry: AuditEntry) -> Option<AuditAck> {
+        let (job, ack) = Job::new(entry, self.strict);
+        match self.tx.try_send(job) {
+            Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(job)) if self.strict => {
-                // Strict: wait for room rather than spill (the client waits for disk anyway).
                 let tx = self.tx.clone();
-                let spill = self.spill.clone();
-                tokio::spawn(async move {
+                let overflow = self.overflow.clone();
+                let losses = self.losses.clone();
+                self.tasks.spawn(async move {
+                    // Refused only once the writer has closed its queue (shutdown).
                     if let Err(mpsc::error::SendError(job)) = tx.send(job).await {
-                        spill_or_lose(&spill, &job.entry);
+                        overflow_or_lose(&overflow, &losses, job);
                     }
                 });
-                wait
             }
             Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) => {
-                spill_or_lose(&self.spill, &job.entry);
-                None
+                overflow_or_lose(&self.overflow, &self.losses, job);
             }
         }
+        ack
+    }
+
+    /// The spill file, for tests that hold it or look at what was synced.
+    #[cfg(test)]
+    pub(super) fn spill(&self) -> &Spill {
+        &self.spill
     }
 
     /// Asks the writer to drain and stop (it runs on the task tracker the caller waits on).

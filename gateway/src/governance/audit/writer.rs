@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use sluice_shared::audit::{AuditEntry, ChainKey, canonical_json, chain_hash};
 
-use super::job::Job;
-use super::spill::{Spill, spill_or_lose};
+use super::job::{Ack, AuditError, Job, answer};
+use super::loss::Losses;
+use super::spill::Spill;
 use crate::governance::store::{AuditAppender, AuditHead, ChainedRecord, HeadSeal, StoreError};
 
 /// The first record the writer's seal covers. The stored seal's, when the head verifies
@@ -92,6 +93,14 @@ pub(super) struct Writer {
     pub(super) sealed_from: u64,
     pub(super) batch_max: usize,
     pub(super) flush: Duration,
+    /// Strict durability: a batch the database refuses is spilled with an fsync before
+    /// its waiters hear `Ok`.
+    pub(super) strict: bool,
+    pub(super) losses: Arc<Losses>,
+    /// Stops the overflow thread (see [`SpillWriter::run`](super::overflow::SpillWriter::run)).
+    pub(super) overflow_stop: CancellationToken,
+    /// Resolves when the overflow thread has written its last record.
+    pub(super) overflow_done: oneshot::Receiver<()>,
 }
 
 impl Writer {
@@ -135,7 +144,12 @@ impl Writer {
             }
         }
         self.write(rest);
+        // Then the overflow queue, which took what the closed queue refused, and last
+        // whatever spilled.
+        self.overflow_stop.cancel();
+        let _ = (&mut self.overflow_done).await;
         self.import_spills();
+        self.losses.flush();
         // A checkpoint for the log: compare it with the head `audit verify` prints to
         // tell a database rolled back to an earlier state, which no MAC can.
         tracing::info!(
@@ -146,22 +160,61 @@ impl Writer {
         );
     }
 
-    /// Chains and commits a batch; acknowledges strict waiters. On failure the entries go
-    /// to the spill file (and the chain position is not consumed).
+    /// Chains and commits a batch, then answers its strict waiters. When the database
+    /// refuses it, the entries go to the spill file (the chain position is not
+    /// consumed), fsynced in strict mode: a waiter hears `Ok` only once its record is
+    /// committed or synced to the spill file, and an error when it is neither.
     fn write(&mut self, batch: Vec<Job>) {
         if batch.is_empty() {
             return;
         }
-        let (entries, acks): (Vec<AuditEntry>, Vec<Option<oneshot::Sender<()>>>) =
-            batch.into_iter().map(|j| (j.entry, j.ack)).unzip();
-        if let Err(entries) = self.commit(entries, Origin::Queue) {
-            for e in &entries {
-                spill_or_lose(&self.spill, e);
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut acks: Vec<(Ack, String)> = Vec::new();
+        for job in batch {
+            if let Some(ack) = job.ack {
+                acks.push((ack, job.entry.request_id.clone()));
             }
+            entries.push(job.entry);
         }
         metrics::counter!("sluice_audit_batches_total").increment(1);
-        for ack in acks.into_iter().flatten() {
-            let _ = ack.send(());
+        let failure = match self.commit(entries, Origin::Queue) {
+            Ok(()) => None,
+            Err(uncommitted) => self.spill_uncommitted(uncommitted),
+        };
+        for (ack, request_id) in acks {
+            let result = match &failure {
+                None => Ok(()),
+                Some((commit, spill)) => Err(AuditError::NotStored {
+                    request_id,
+                    commit: commit.clone(),
+                    spill_path: self.spill.path().display().to_string(),
+                    spill: spill.clone(),
+                }),
+            };
+            answer(Some(ack), result);
+        }
+    }
+
+    /// Spills a batch the database refused; `Some((commit error, spill error))` when
+    /// the spill file refused it too (the records are lost).
+    fn spill_uncommitted(&self, uncommitted: Uncommitted) -> Option<(String, String)> {
+        let Uncommitted { entries, error } = uncommitted;
+        match self.spill.append(&entries, self.strict) {
+            Ok(()) => {
+                metrics::counter!("sluice_audit_spilled_total").increment(entries.len() as u64);
+                None
+            }
+            Err(e) => {
+                self.losses.lost(
+                    entries.len() as u64,
+                    entries.first().map(|e| e.request_id.as_str()).unwrap_or(""),
+                    &format!(
+                        "the audit database did not commit them ({error}) and the spill file {} cannot be written: {e}",
+                        self.spill.path().display()
+                    ),
+                );
+                Some((error, e.to_string()))
+            }
         }
     }
 
@@ -187,12 +240,14 @@ impl Writer {
     }
 
     /// Chains `entries` after the head and appends them, retrying a failed transaction
-    /// a few times; `Err` gives the entries back (the chain position is not consumed).
+    /// a few times; `Err` gives the entries back with the last error (the chain
+    /// position is not consumed).
     /// Imported records whose request id is already stored are dropped when the store
     /// refuses them, and the rest rechained: a dropped record takes no chain position.
-    fn commit(&mut self, entries: Vec<AuditEntry>, origin: Origin) -> Result<(), Vec<AuditEntry>> {
+    fn commit(&mut self, entries: Vec<AuditEntry>, origin: Origin) -> Result<(), Uncommitted> {
         let mut batch = self.chain(entries, origin);
         let mut backoff = Backoff::default();
+        let mut last_error = String::new();
         for attempt in 1..=COMMIT_ATTEMPTS {
             if batch.records.is_empty() {
                 return Ok(());
@@ -211,13 +266,17 @@ impl Writer {
                     // once without them, or after a pause if the lookup failed.
                     let (rest, failed) = match self.skip_stored(batch.into_entries()) {
                         Ok(rest) => (rest, false),
-                        Err(entries) => (entries, true),
+                        Err(entries) => {
+                            last_error = "cannot look up stored request ids".into();
+                            (entries, true)
+                        }
                     };
                     batch = self.chain(rest, origin);
                     failed
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, attempt, "audit batch failed to commit");
+                    last_error = e.to_string();
                     true
                 }
             };
@@ -225,7 +284,10 @@ impl Writer {
                 backoff.wait();
             }
         }
-        Err(batch.into_entries())
+        Err(Uncommitted {
+            entries: batch.into_entries(),
+            error: last_error,
+        })
     }
 
     /// Drops the entries whose request id is already stored, or repeated among them
@@ -283,11 +345,7 @@ impl Writer {
     }
 
     fn import_spills(&mut self) {
-        if !self
-            .spill
-            .pending
-            .swap(false, std::sync::atomic::Ordering::AcqRel)
-        {
+        if !self.spill.take_pending() {
             return;
         }
         let files = match self.spill.take() {
@@ -338,13 +396,17 @@ impl Writer {
                 // Keep the file; the next import retries it and skips the records this
                 // one committed.
                 tracing::warn!(file = %path.display(), "audit spill import failed; will retry");
-                self.spill
-                    .pending
-                    .store(true, std::sync::atomic::Ordering::Release);
+                self.spill.set_pending();
                 return;
             }
         }
     }
+}
+
+/// Entries the database did not commit, and why (the last attempt's error).
+struct Uncommitted {
+    entries: Vec<AuditEntry>,
+    error: String,
 }
 
 /// A batch chained after the writer's head: the records, the head after them and its

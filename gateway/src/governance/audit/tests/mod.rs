@@ -1,3 +1,4 @@
+mod durability;
 mod seal;
 mod spill;
 mod support;
