@@ -9,6 +9,12 @@
 //! a child (`mod x;`) is ownership, not an edge; `use super::*` in a test module is an
 //! edge to the parent like any other use.
 
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test: a failed expectation is the failure"
+)]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -63,25 +63,24 @@ pub(super) async fn audit_verify(config: Option<PathBuf>) -> ExitCode {
     };
     use crate::governance::store::Store;
     store.set_audit_key(key.map(std::sync::Arc::new));
-    match crate::api::admin::verify_chain(&store).await {
+    match crate::governance::audit::verify_chain(&store).await {
         Ok(report) => {
-            let ok = report["ok"].as_bool().unwrap_or(false);
-            if ok {
+            if report.ok {
                 println!(
                     "{db}: ok, {} records, head {} (record {})",
-                    report["checked"],
-                    report["head"].as_str().unwrap_or(""),
-                    report["head_seq"]
+                    report.checked,
+                    report.head.as_deref().unwrap_or(""),
+                    report.head_seq.unwrap_or_default()
                 );
             } else {
                 println!(
                     "{db}: BROKEN after {} good records: {}",
-                    report["checked"],
-                    report["error"].as_str().unwrap_or("")
+                    report.checked,
+                    report.error.as_deref().unwrap_or("")
                 );
             }
             print_verify_details(&report);
-            if ok {
+            if report.ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -95,34 +94,32 @@ pub(super) async fn audit_verify(config: Option<PathBuf>) -> ExitCode {
 }
 
 /// The MAC and duplicate parts of an `audit verify` report, one line each.
-fn print_verify_details(report: &serde_json::Value) {
-    let mac = &report["mac"];
-    if mac["checked"].as_bool().unwrap_or(false) {
-        let from = match mac["sealed_from"].as_u64() {
-            Some(from) if from > 1 => format!(", sealed from record {from} on"),
-            _ => String::new(),
-        };
-        println!(
-            "MAC: checked with governance.audit.hmac_key, {} sealed records{from}",
-            mac["sealed_records"]
-        );
-    } else {
-        println!(
-            "MAC: not checked ({} records carry one): set governance.audit.hmac_key in the config to detect a deleted tail with a rewritten head",
-            mac["records_with_mac"]
-        );
+fn print_verify_details(report: &crate::governance::audit::VerifyReport) {
+    use crate::governance::audit::MacReport;
+    match &report.mac {
+        MacReport::Checked {
+            sealed_records,
+            sealed_from,
+        } => {
+            let from = match sealed_from {
+                Some(from) if *from > 1 => format!(", sealed from record {from} on"),
+                _ => String::new(),
+            };
+            println!(
+                "MAC: checked with governance.audit.hmac_key, {sealed_records} sealed records{from}"
+            );
+        }
+        MacReport::NotChecked { records_with_mac } => println!(
+            "MAC: not checked ({records_with_mac} records carry one): set governance.audit.hmac_key in the config to detect a deleted tail with a rewritten head"
+        ),
     }
-    let dups = &report["duplicates"];
-    if dups["request_ids"].as_u64().unwrap_or(0) > 0 {
-        let examples: Vec<&str> = dups["examples"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-            .unwrap_or_default();
+    let dups = &report.duplicates;
+    if dups.request_ids > 0 {
         println!(
             "duplicates: {} request ids recorded more than once ({} extra records), e.g. {}; left by spill imports before they became idempotent, they count once toward spend and usage",
-            dups["request_ids"],
-            dups["extra_records"],
-            examples.join(", ")
+            dups.request_ids,
+            dups.extra_records,
+            dups.examples.join(", ")
         );
     } else {
         println!("duplicates: none");

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use http::{HeaderValue, header};
+use http::{HeaderValue, StatusCode, header};
 
-use crate::error::{Flavor, GatewayError};
+use crate::error::{ErrorKind, Flavor, GatewayError};
+use crate::governance::audit::AuditAck;
 use crate::governance::{Admission, Governance};
 use crate::guardrails::{self as guard, GUARDRAILS_HEADER};
 use crate::pricing::{Cost, PriceTable};
@@ -30,7 +31,7 @@ pub(super) struct RequestCtx {
     pub(super) admission: Option<Admission>,
     pub(super) submitted: bool,
     /// Strict audit: the writer's acknowledgement to wait for before the response ends.
-    pub(super) ack: Option<tokio::sync::oneshot::Receiver<()>>,
+    pub(super) ack: Option<AuditAck>,
     /// Removes configured secrets from upstream text before it is recorded or answered.
     pub(super) scrub: Arc<Scrubber>,
 }
@@ -56,11 +57,23 @@ impl RequestCtx {
         }
     }
 
-    /// Waits until the audit record is durable (strict mode; immediate otherwise).
-    pub(super) async fn durable(&mut self) {
-        if let Some(ack) = self.ack.take() {
-            let _ = ack.await;
-        }
+    /// Waits until the audit record is durable (strict mode; immediate otherwise). In
+    /// strict mode a record that could not be made durable fails the answer: the
+    /// caller gets a 503 (or an error event ending the stream) instead of a response
+    /// the audit log would not show. The reason (paths, database errors) goes to the
+    /// log, not to the client.
+    pub(super) async fn durable(&mut self) -> Result<(), GatewayError> {
+        let Some(ack) = self.ack.take() else {
+            return Ok(());
+        };
+        ack.await.map_err(|e| {
+            tracing::error!(request_id = %self.record.request_id, error = %e, "strict audit: the record is not durable; failing the response");
+            GatewayError::new(
+                ErrorKind::Internal,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the gateway could not record this request in its audit log (strict durability), so it does not answer it; retry later",
+            )
+        })
     }
 
     /// Costs the answer and returns the header value.
@@ -123,7 +136,8 @@ impl RequestCtx {
         let mut response = error.into_response(flavor);
         self.stamp(&mut response);
         self.submit(status, RequestOutcome::Error);
-        self.durable().await;
+        // Already an error answer: a failed audit acknowledgement is logged by `durable`.
+        let _ = self.durable().await;
         response
     }
 

@@ -249,7 +249,9 @@ pub async fn execute(
                 ctx.stamp(&mut response);
                 ctx.stamp_guardrails(&mut response);
                 ctx.submit(200, RequestOutcome::Ok);
-                ctx.durable().await;
+                if let Err(e) = ctx.durable().await {
+                    return e.into_response(flavor);
+                }
                 set_served_by(&mut response, target);
                 response.headers_mut().insert(
                     "x-sluice-token-count",
@@ -377,7 +379,9 @@ pub async fn execute(
                     response.headers_mut().insert(COST_HEADER, cost);
                     ctx.submit(200, RequestOutcome::Ok);
                     drop(permit);
-                    ctx.durable().await;
+                    if let Err(e) = ctx.durable().await {
+                        return e.into_response(flavor);
+                    }
                     set_served_by(&mut response, target);
                     return response;
                 }

@@ -89,7 +89,9 @@ impl ClientStream {
         self.ctx.price(&self.prices, &self.target);
         self.ctx.record.response_body = self.capture.take().map(BytesMut::freeze);
         self.ctx.submit(200, RequestOutcome::StreamFailed);
-        self.ctx.durable().await;
+        if let Err(e) = self.ctx.durable().await {
+            return Some(self.error_event(&e));
+        }
         let event = self.error_event(&error);
         let mut out = BytesMut::with_capacity(filtered.bytes.len() + event.len());
         out.extend_from_slice(&filtered.bytes);
@@ -128,7 +130,9 @@ impl ClientStream {
         match error {
             None => {
                 self.ctx.submit(200, RequestOutcome::Ok);
-                self.ctx.durable().await;
+                if let Err(e) = self.ctx.durable().await {
+                    return Some(self.error_event(&e));
+                }
                 let value = cost.to_str().unwrap_or("unknown");
                 // What the output scan did cannot be a header any more: it rides along
                 // with the cost, as a comment.
@@ -146,7 +150,9 @@ impl ClientStream {
                 self.ctx.record.error_kind = Some(error.kind.label());
                 self.ctx.record.error_message = Some(error.message.clone());
                 self.ctx.submit(200, RequestOutcome::StreamFailed);
-                self.ctx.durable().await;
+                if let Err(e) = self.ctx.durable().await {
+                    return Some(self.error_event(&e));
+                }
                 Some(self.error_event(&error))
             }
         }

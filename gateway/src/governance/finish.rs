@@ -19,7 +19,7 @@ impl Governance {
         &self,
         mut record: RequestRecord,
         admission: Option<Admission>,
-    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    ) -> Option<super::audit::AuditAck> {
         let ts = record
             .received_at
             .duration_since(std::time::UNIX_EPOCH)

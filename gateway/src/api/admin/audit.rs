@@ -10,12 +10,12 @@ use serde_json::{Value, json};
 
 use super::extract::{AdminResult, Q, bad, gov};
 use crate::api::state::AppState;
-use sluice_shared::audit::ChainVerifier;
+use crate::governance::audit::{VerifyReport, verify_chain};
 
 use axum::response::Response;
 
 use crate::governance::now_ms;
-use crate::governance::store::{AuditFilter, StoreError, UsageGroup};
+use crate::governance::store::{AuditFilter, UsageGroup};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,92 +112,9 @@ pub(super) async fn audit_export(
     Ok(response)
 }
 
-pub(super) async fn audit_verify(State(s): State<Arc<AppState>>) -> AdminResult<Json<Value>> {
+pub(super) async fn audit_verify(
+    State(s): State<Arc<AppState>>,
+) -> AdminResult<Json<VerifyReport>> {
     let g = gov(&s)?;
     Ok(Json(verify_chain(g.store.as_ref()).await?))
-}
-
-/// Walks the whole chain; the report names the first broken or missing record, whether
-/// MACs were checked (with the key the store holds, `governance.audit.hmac_key`), and
-/// request ids recorded more than once.
-pub async fn verify_chain(
-    store: &dyn crate::governance::store::Store,
-) -> Result<Value, StoreError> {
-    // The seal's start is read before the walk: records from there on must carry a MAC.
-    let start = store.audit_head().await?;
-    let mut verifier = match store.audit_key() {
-        Some(key) => ChainVerifier::keyed(
-            sluice_shared::audit::ChainKey::clone(&key),
-            start.seal.as_ref().map(|s| s.sealed_from),
-        ),
-        None => ChainVerifier::default(),
-    };
-    let mut after = 0;
-    let mut rounds = 0;
-    let outcome = 'verify: loop {
-        loop {
-            let rows = store.audit_chain(after, 2000).await?;
-            if rows.is_empty() {
-                break;
-            }
-            for row in &rows {
-                if let Err(e) = verifier.check_sealed(
-                    row.seq,
-                    &row.prev_hash,
-                    &row.canonical,
-                    &row.hash,
-                    row.mac.as_deref(),
-                ) {
-                    break 'verify Err(e);
-                }
-                after = row.seq;
-            }
-        }
-        let head = store.audit_head().await?;
-        rounds += 1;
-        // A live writer that committed after the walk ended moved the head past it: walk
-        // on to the new head (a few rounds, then whatever is missing is missing).
-        if head.seq <= verifier.checked || rounds == 3 {
-            let seal = head.seal.as_ref().map(|s| (s.mac.as_str(), s.sealed_from));
-            break verifier.finish(head.seq, &head.hash, seal).map(|()| head);
-        }
-    };
-    let dups = store.audit_duplicates(10).await?;
-    let mac = if verifier.is_keyed() {
-        json!({
-            "checked": true,
-            "sealed_records": verifier.sealed,
-            "sealed_from": start.seal.as_ref().map(|s| s.sealed_from),
-        })
-    } else {
-        json!({
-            "checked": false,
-            "records_with_mac": verifier.sealed,
-            "note": "no audit key (governance.audit.hmac_key) given: MACs were not checked, so a deleted tail with a rewritten head would go unnoticed",
-        })
-    };
-    let mut report = json!({
-        "ok": outcome.is_ok() && dups.unmatched.is_empty(),
-        "checked": verifier.checked,
-        "mac": mac,
-        "duplicates": {
-            "request_ids": dups.request_ids,
-            "extra_records": dups.extra_records,
-            "examples": dups.examples,
-        },
-    });
-    match outcome {
-        Err(e) => report["error"] = json!(e.to_string()),
-        Ok(_) if !dups.unmatched.is_empty() => {
-            report["error"] = json!(format!(
-                "record {} is marked as a duplicate (left out of spend) but no earlier record has its request id: the mark was edited to hide spend from budgets",
-                dups.unmatched[0]
-            ))
-        }
-        Ok(head) => {
-            report["head"] = json!(head.hash);
-            report["head_seq"] = json!(head.seq);
-        }
-    }
-    Ok(report)
 }

@@ -24,7 +24,6 @@ use serde_json::Value;
 
 use crate::api::state::AppState;
 use crate::governance::keys;
-pub use audit::verify_chain;
 use audit::{audit_export, audit_page, audit_verify, usage};
 use entities::{
     create_device, create_org, create_team, create_user, delete_budget, delete_device, delete_key,

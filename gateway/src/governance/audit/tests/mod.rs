@@ -1,0 +1,6 @@
+mod durability;
+mod seal;
+mod spill;
+mod support;
+mod verify;
+mod writer;
