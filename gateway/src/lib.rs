@@ -8,7 +8,8 @@
 //! module anywhere is part of a cycle):
 //!
 //! ```text
-//! cli server          | the command line; building, binding and serving the application
+//! cli                 | the command line: serve, check-config, audit tools, admin commands
+//! server              | building, binding and serving the application
 //! api                 | HTTP surfaces (/v1, /anthropic, /api/v1 admin), their shared state
 //! engine              | one request: guardrails, plan, admission, attempts, the answer
 //! guardrails          | the gateway side of the shared guardrail engine

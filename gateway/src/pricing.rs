@@ -20,7 +20,10 @@ const SHIPPED: &str = include_str!("../data/prices.toml");
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Shipped {
-    #[allow(dead_code)]
+    #[expect(
+        dead_code,
+        reason = "documents the table's date; required by deny_unknown_fields"
+    )]
     as_of: String,
     models: HashMap<String, Price>,
 }
@@ -169,7 +172,7 @@ mod tests {
         }
         #[derive(Deserialize)]
         struct Kind {
-            #[allow(dead_code)]
+            #[expect(dead_code, reason = "required by the file format, not read")]
             as_of: String,
             models: Vec<String>,
         }

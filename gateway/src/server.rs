@@ -22,9 +22,9 @@ use tokio::net::TcpListener;
 
 use crate::api;
 use crate::api::state::AppState;
+use crate::config::Durability;
 use crate::config::{ResolvedGovernance, ValidConfig};
 use crate::engine::Engine;
-use crate::governance::audit::Durability;
 use crate::governance::store::sqlite::SqliteStore;
 use crate::governance::{Governance, GovernanceSettings};
 use crate::pricing::PriceTable;

@@ -1,6 +1,11 @@
 //! End-to-end: the real `sluice-gateway` binary in front of the mock provider, over real
 //! sockets. Surfaces, pass-through, translation between API shapes, and bad input.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the failure"
+)]
 
 mod common;
 

@@ -1,7 +1,12 @@
 //! End-to-end: retries, fallbacks, key rotation, the three timeouts, concurrency limits,
 //! health-aware routing, client disconnects, shutdown and the CLI, against the real
 //! binaries with faults injected in the mock provider.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the failure"
+)]
 
 mod common;
 

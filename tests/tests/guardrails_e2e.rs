@@ -3,7 +3,12 @@
 //! show what a provider would have seen), redaction and blocking of complete and streamed
 //! answers (the mock streams its reply one word per SSE event, so a value with spaces is
 //! split across events), audit records, metrics and scopes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the failure"
+)]
 
 mod common;
 

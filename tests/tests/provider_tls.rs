@@ -1,7 +1,12 @@
 //! End-to-end: a provider served over HTTPS with a certificate from a private CA (a
 //! self-hosted vLLM or Ollama behind an internal CA), trusted through the provider's
 //! `ca_file`, and refused with a clear error without it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the failure"
+)]
 
 mod common;
 

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{ServeArgs, block_on};
 use crate::config::{Config, ValidConfig};
 use crate::env::ProcessEnv;
 
@@ -201,4 +200,29 @@ pub(super) fn serve(args: ServeArgs) -> ExitCode {
             }
         }
     })
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct ServeArgs {
+    /// TOML config file. Without one, providers come from their usual API-key
+    /// environment variables (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, …) and
+    /// governance runs in open mode.
+    #[arg(long, env = "SLUICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides `server.listen`.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+}
+
+pub(super) fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

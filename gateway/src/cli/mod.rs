@@ -15,6 +15,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use local::{ServeArgs, block_on};
+
 pub use admin::{AdminCommand, KeysCommand, Remote, run};
 
 #[derive(Debug, Parser)]
@@ -69,18 +71,6 @@ enum AuditCommand {
     },
 }
 
-#[derive(Debug, clap::Args)]
-struct ServeArgs {
-    /// TOML config file. Without one, providers come from their usual API-key
-    /// environment variables (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, …) and
-    /// governance runs in open mode.
-    #[arg(long, env = "SLUICE_CONFIG")]
-    config: Option<PathBuf>,
-    /// Overrides `server.listen`.
-    #[arg(long)]
-    listen: Option<std::net::SocketAddr>,
-}
-
 /// The whole `sluice-gateway` program after the allocator is set: parses the process's
 /// arguments (exiting with clap's usage error on bad ones), starts logging to stderr and
 /// runs the command.
@@ -107,18 +97,5 @@ pub fn main() -> ExitCode {
         })) => block_on(crate::governance::audit::bench(records, producers, strict)),
         Some(Command::Admin(cmd)) => block_on(admin::print(cli.remote, cmd)),
         None => local::serve(cli.serve),
-    }
-}
-
-fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(f),
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            ExitCode::FAILURE
-        }
     }
 }

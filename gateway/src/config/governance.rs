@@ -49,7 +49,7 @@ pub struct GovernanceConfig {
     #[serde(default)]
     pub allow_unpriced_models: Vec<String>,
     #[serde(default)]
-    pub audit: crate::governance::audit::AuditConfig,
+    pub audit: super::audit::AuditConfig,
 }
 
 pub(super) fn default_database() -> String {

@@ -8,6 +8,7 @@
 //!
 //! Every key is documented on its field below and in README.md ("Configuration").
 
+mod audit;
 mod file;
 mod governance;
 pub mod kind;
@@ -18,6 +19,7 @@ mod server;
 mod tests;
 mod validate;
 
+pub use audit::{AuditConfig, Durability};
 pub use file::{Config, Price};
 pub use governance::{GovernanceConfig, Mode};
 pub use provider::{HealthConfig, KeyConfig, ProviderConfig};

@@ -96,7 +96,7 @@ mod tests {
         assert_eq!(limiter.in_flight(), 1);
         let waiter = {
             let l = limiter.clone();
-            tokio::spawn(async move { l.acquire().await.map(|_| ()) })
+            tokio_util::task::TaskTracker::new().spawn(async move { l.acquire().await.map(|_| ()) })
         };
         // Wait until the waiter is queued (poll with a deadline, no fixed sleep).
         let deadline = Instant::now() + Duration::from_secs(5);

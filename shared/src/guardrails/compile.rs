@@ -728,7 +728,10 @@ fn keyword_pattern(path: &str, rule: &CustomRule) -> Result<String, PolicyError>
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed expectation is the failure"
+    )]
 
     use super::*;
     use crate::guardrails::model::Scope;

@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::Outcome;
 use super::error::{ApiError, ApiShape, stream_error_event};
-use super::query_param;
+use super::outcome::Outcome;
+use super::outcome::query_param;
 use super::reply::{Generated, Prompt, Reply, embedding, generate, str_field, word_chunks};
 use super::state::MockState;
 use super::stream::{SseEvent, StreamPlan};

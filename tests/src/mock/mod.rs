@@ -15,6 +15,7 @@ mod error;
 mod fault;
 mod gemini;
 mod openai;
+mod outcome;
 mod reply;
 mod responses;
 mod state;
@@ -39,19 +40,12 @@ pub use fault::{BodyFault, FaultParseError, FaultSpec};
 pub use state::MockOptions;
 
 use error::ApiError;
+use outcome::{Outcome, query_param};
 use state::{InFlight, MockState, StreamGuard};
-use stream::{
-    StreamPlan, event_body, rewrite_sse_json, set_usage_tokens, split_json_plan, sse_response,
-};
+use stream::{event_body, rewrite_sse_json, set_usage_tokens, split_json_plan, sse_response};
 
 /// Largest request body read: room for a few inline images, a cap on runaway clients.
 const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
-
-/// What an endpoint produced, before faults and framing are applied.
-pub(crate) enum Outcome {
-    Json(Value),
-    Stream(StreamPlan),
-}
 
 /// Which API a request is for; decides auth, error shape and the handler.
 #[derive(Debug, Clone)]
@@ -241,15 +235,6 @@ async fn unknown_route(State(state): State<Arc<MockState>>, request: Request) ->
         ApiShape::OpenAi
     };
     serve_api(state, Endpoint::Unknown { shape }, request).await
-}
-
-/// The value of `name` in a raw query string (not percent-decoded: keys and versions
-/// used by these APIs never need it).
-pub(crate) fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find_map(|(key, value)| (key == name).then_some(value))
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::Outcome;
 use super::error::{ApiError, ApiShape, stream_error_event};
+use super::outcome::Outcome;
 use super::reply::{
     Generated, Prompt, Reply, argument_fragments, embedding_json, generate, input_tokens_for_chars,
     str_field, unix_now, word_chunks,

@@ -3,9 +3,9 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::Outcome;
 use super::error::{ApiError, ApiShape, stream_error_event};
 use super::openai::content_text;
+use super::outcome::Outcome;
 use super::reply::{
     Generated, Prompt, Reply, argument_fragments, generate, str_field, unix_now, word_chunks,
 };

@@ -1,5 +1,11 @@
 //! Shared setup for the gateway end-to-end tests.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is the failure"
+)]
 
 use serde_json::{Value, json};
 use sluice_tests::bins;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use sluice_shared::audit::AuditEntry;
 
-use super::config::{AuditConfig, Durability};
 use super::sink::AuditSink;
+use crate::config::{AuditConfig, Durability};
 use crate::governance::store::Store;
 
 /// `sluice-gateway audit bench`: the audit sink's sustained write rate on this machine.
@@ -50,10 +50,10 @@ pub async fn bench(records: u64, producers: u64, strict: bool) -> std::process::
     };
     let started = std::time::Instant::now();
     let per = records.div_ceil(producers.max(1));
-    let mut handles = Vec::new();
+    let mut producers_set = tokio::task::JoinSet::new();
     for p in 0..producers.max(1) {
         let sink = sink.clone();
-        handles.push(tokio::spawn(async move {
+        producers_set.spawn(async move {
             let mut latencies = Vec::new();
             for i in 0..per {
                 let entry = sample_entry(p * per + i);
@@ -67,11 +67,11 @@ pub async fn bench(records: u64, producers: u64, strict: bool) -> std::process::
                 }
             }
             latencies
-        }));
+        });
     }
     let mut latencies = Vec::new();
-    for h in handles {
-        latencies.extend(h.await.unwrap_or_default());
+    while let Some(done) = producers_set.join_next().await {
+        latencies.extend(done.unwrap_or_default());
     }
     let submitted = started.elapsed();
     sink.shutdown();

@@ -46,7 +46,7 @@
 //!   closed is lost (strict: its acknowledgement fails).
 
 mod bench;
-mod config;
+
 mod job;
 mod loss;
 mod overflow;
@@ -57,8 +57,8 @@ mod tests;
 mod verify;
 mod writer;
 
+pub use crate::config::{AuditConfig, Durability};
 pub use bench::bench;
-pub use config::{AuditConfig, Durability};
 pub use job::{AuditAck, AuditError};
 pub use sink::AuditSink;
 pub use verify::{DuplicateSummary, MacReport, VerifyReport, verify_chain};

@@ -10,12 +10,12 @@ use tokio_util::task::TaskTracker;
 
 use sluice_shared::audit::AuditEntry;
 
-use super::config::{AuditConfig, Durability};
 use super::job::{AuditAck, Job};
 use super::loss::Losses;
 use super::overflow::{SpillWriter, overflow_or_lose};
 use super::spill::Spill;
 use super::writer::{Writer, open_seal};
+use crate::config::{AuditConfig, Durability};
 use crate::governance::store::{Store, StoreError};
 
 /// The request path's handle on the writer. [`submit`](AuditSink::submit) never blocks

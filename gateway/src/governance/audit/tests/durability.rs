@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::support::{config, sql, start, stop, verify};
+use crate::config::{AuditConfig, Durability};
 use crate::governance::audit::bench::sample_entry;
-use crate::governance::audit::config::{AuditConfig, Durability};
 use crate::governance::audit::job::AuditError;
 
 /// Makes every audit insert fail, as a full disk or a corrupt page would.

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::support::{config, keyed, sql, start, stop, submit_committed, verify};
+use crate::config::{AuditConfig, Durability};
 use crate::governance::audit::bench::sample_entry;
-use crate::governance::audit::config::{AuditConfig, Durability};
 use crate::governance::audit::verify::MacReport;
 use crate::governance::store::Store;
 use crate::governance::store::sqlite::SqliteStore;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::support::{config, start, stop, verify};
+use crate::config::{AuditConfig, Durability};
 use crate::governance::audit::bench::sample_entry;
-use crate::governance::audit::config::{AuditConfig, Durability};
 use crate::governance::audit::job::AuditError;
 use crate::governance::audit::spill::Spill;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sluice_shared::audit::AuditEntry;
 
-use crate::governance::audit::config::{AuditConfig, Durability};
+use crate::config::{AuditConfig, Durability};
 use crate::governance::audit::sink::AuditSink;
 use crate::governance::audit::verify::{VerifyReport, verify_chain};
 use crate::governance::store::Store;

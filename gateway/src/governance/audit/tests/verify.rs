@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 
 use super::seal::truncated_sealed_chain;
 use super::support::{config, sql, start, stop, submit_committed, verify};
+use crate::config::Durability;
 use crate::governance::audit::bench::sample_entry;
-use crate::governance::audit::config::Durability;
 use crate::governance::audit::verify::{MacReport, VerifyReport};
 
 /// The report as the admin API built it before it was typed (`json!` into a `Value`,

@@ -3,8 +3,8 @@
 use sluice_shared::audit::AuditEntry;
 
 use super::support::{config, importing_file, sink, start, stop, submit_committed, verify};
+use crate::config::{AuditConfig, Durability};
 use crate::governance::audit::bench::sample_entry;
-use crate::governance::audit::config::{AuditConfig, Durability};
 
 /// Strict: each acknowledgement comes after its record is committed, and without
 /// waiting out the (here one-minute) flush interval, which only buffered mode uses.
