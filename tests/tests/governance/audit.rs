@@ -113,3 +113,80 @@ async fn overload_spills_to_disk_and_recovers_without_loss() {
         "nothing lost: {metrics}"
     );
 }
+
+/// Every answer names its request, refusals included, with the id its audit record has;
+/// an app a client names is recorded as the client's claim, never as a fact.
+#[tokio::test]
+async fn every_response_has_a_request_id_and_apps_are_recorded_as_claimed() {
+    let g = Gov::start(&[], "mode = \"open\"\n").await;
+    let id_of = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let served = g
+        .gw
+        .http
+        .post(g.gw.url("/v1/chat/completions"))
+        .header("x-sluice-app", "cursor")
+        .json(&serde_json::json!({"model": "oa/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    let served_id = id_of(&served);
+    let refused =
+        g.gw.http
+            .post(g.gw.url("/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(refused.status(), 400);
+    let refused_id = id_of(&refused);
+    let unknown =
+        g.gw.http
+            .get(g.gw.url("/v1/nothing-here"))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let admin =
+        g.gw.http
+            .get(g.gw.url("/api/v1/keys"))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(admin.status(), 401);
+    let ids = [
+        served_id.clone(),
+        refused_id.clone(),
+        id_of(&unknown),
+        id_of(&admin),
+    ];
+    for id in &ids {
+        assert_eq!(id.len(), 32, "every response carries a request id: {ids:?}");
+    }
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "{ids:?}");
+
+    let records = g.audit_at_least(2).await;
+    let record = |id: &str| {
+        records
+            .iter()
+            .find(|r| r["request_id"] == id)
+            .unwrap_or_else(|| panic!("no audit record {id} in {records:?}"))
+    };
+    let ok = record(&served_id);
+    assert_eq!(ok["app"], "cursor", "{ok}");
+    assert_eq!(ok["app_source"], "client", "{ok}");
+    let rejected = record(&refused_id);
+    assert_eq!(rejected["outcome"], "rejected", "{rejected}");
+    assert!(
+        rejected.get("app_source").is_none_or(|v| v.is_null()),
+        "{rejected}"
+    );
+}
