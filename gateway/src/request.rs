@@ -13,6 +13,14 @@ use crate::error::Flavor;
 /// The response header that names a request (the same id as its audit record).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// Sets [`REQUEST_ID_HEADER`] to `id` (ids are hex, so this never fails in practice; an
+/// id that is not a header value is left out rather than sent broken).
+pub fn stamp_request_id(headers: &mut http::HeaderMap, id: &str) {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        headers.insert(REQUEST_ID_HEADER, v);
+    }
+}
+
 /// Which gateway surface the client called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientApi {

@@ -26,7 +26,7 @@ use crate::api::state::AppState;
 use crate::conn_guard::BodyTimeout;
 use crate::engine::{self, Caller};
 use crate::error::{ErrorKind, Flavor, GatewayError};
-use crate::request::{ClientApi, ClientBody, Inbound, REQUEST_ID_HEADER};
+use crate::request::{ClientApi, ClientBody, Inbound, REQUEST_ID_HEADER, stamp_request_id};
 
 pub use models::list_models;
 
@@ -151,9 +151,7 @@ pub async fn assign_request_id(mut request: Request, next: axum::middleware::Nex
         if status.is_client_error() || status.is_server_error() {
             tracing::info!(request_id = %id, %method, path = uri.path(), status = status.as_u16(), "request refused");
         }
-        if let Ok(v) = http::HeaderValue::from_str(&id) {
-            response.headers_mut().insert(REQUEST_ID_HEADER, v);
-        }
+        stamp_request_id(response.headers_mut(), &id);
     }
     response
 }
@@ -183,9 +181,7 @@ fn reject(error: GatewayError, flavor: Flavor, api: ClientApi, request_id: &str)
         error.message
     );
     let mut response = error.into_response(flavor);
-    if let Ok(v) = http::HeaderValue::from_str(request_id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, v);
-    }
+    stamp_request_id(response.headers_mut(), request_id);
     response
 }
 

@@ -15,7 +15,7 @@ use crate::governance::{Admission, Governance};
 use crate::guardrails::{self as guard, GUARDRAILS_HEADER};
 use crate::pricing::{Cost, PriceTable};
 use crate::record::{AttemptOutcome, AttemptRecord, RequestOutcome, RequestRecord};
-use crate::request::{ClientApi, REQUEST_ID_HEADER};
+use crate::request::{ClientApi, stamp_request_id};
 use crate::routing::Target;
 use crate::secret::Scrubber;
 
@@ -150,10 +150,13 @@ impl RequestCtx {
     }
 
     pub(super) fn stamp(&self, response: &mut Response) {
-        let headers = response.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&self.record.request_id) {
-            headers.insert(REQUEST_ID_HEADER, v);
-        }
+        self.stamp_into(response.headers_mut());
+    }
+
+    /// `x-request-id` and `x-sluice-attempts`, into any header map (a stream's headers
+    /// are built before its response).
+    pub(super) fn stamp_into(&self, headers: &mut http::HeaderMap) {
+        stamp_request_id(headers, &self.record.request_id);
         let calls = self
             .record
             .attempts
@@ -195,12 +198,6 @@ impl RequestCtx {
         if let Some(v) = guard::header_value(self.record.guardrails.iter().map(|d| d.action)) {
             response.headers_mut().insert(GUARDRAILS_HEADER, v);
         }
-    }
-
-    pub(super) fn stamp_into(&self, headers: &mut http::HeaderMap) {
-        let mut response = Response::new(Body::empty());
-        self.stamp(&mut response);
-        headers.extend(response.headers().clone());
     }
 }
 

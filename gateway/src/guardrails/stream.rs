@@ -1,6 +1,6 @@
 //! Output guardrails on a streamed answer.
 //!
-//! [`OutputGuard`] sits between the engine's [`StreamTranslator`] and the client: it reads
+//! [`OutputGuard`] sits between the engine's stream translator and the client: it reads
 //! the client's own SSE events (so it works the same for a pass-through and for a
 //! translated stream), feeds every text delta and tool-call argument delta to a
 //! [`StreamScanner`] for its channel (one per choice, tool call, content block or output
@@ -20,8 +20,6 @@
 //! providers sign it, and it is not the answer) and OpenAI `refusal` deltas. Anthropic
 //! `input_json_delta` and OpenAI argument deltas are scanned as the raw JSON text they
 //! are, so a match is found through the JSON's quoting only when it needs no escapes.
-//!
-//! [`StreamTranslator`]: crate::engine::stream::StreamTranslator
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

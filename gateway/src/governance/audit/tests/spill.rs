@@ -90,7 +90,7 @@ async fn submit_never_waits_for_the_spill_file() {
     let held = sink.spill().hold();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let submitter = sink.clone();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         for n in 0..RECORDS {
             assert!(submitter.submit(sample_entry(n)).is_none());
         }
@@ -100,6 +100,8 @@ async fn submit_never_waits_for_the_spill_file() {
         .recv_timeout(Duration::from_secs(10))
         .expect("submit returned while the spill file was held");
     drop(held);
+    // The thread's clone of the sink is dropped when it ends, after it signalled.
+    thread.join().unwrap();
     let sink = Arc::try_unwrap(sink).unwrap();
     stop(sink, tasks).await;
     assert_eq!(store.audit_head().await.unwrap().seq, RECORDS);
