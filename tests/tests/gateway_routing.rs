@@ -505,33 +505,66 @@ fn gateway_under_test_is_built_from_the_current_source() {
     assert_eq!(version.trim(), expected);
 
     let built = std::fs::metadata(bin).unwrap().modified().unwrap();
-    // The sources compiled into the binary, as cargo's dep-info next to it lists them
-    // (test-only modules are not among them: changing one does not rebuild the binary).
-    let dep_info = std::fs::read_to_string(format!("{}.d", bin.display())).unwrap();
-    let (_, listed) = dep_info.split_once(": ").unwrap();
-    let listed = listed.replace("\\ ", "\u{0}");
+    // The sources compiled into the libraries the binary links, as rustc's dep-info for
+    // the newest build of each lists them (test-only modules are not among them: changing
+    // one does not rebuild the binary).
+    let deps = bin.parent().unwrap().join("deps");
     let mut sources = 0;
-    for path in listed.split_whitespace().map(|p| p.replace('\u{0}', " ")) {
-        let path = std::path::Path::new(&path);
-        let in_workspace = ["/gateway/src/", "/shared/src/"]
-            .iter()
-            .any(|dir| path.to_string_lossy().contains(dir));
-        if !in_workspace {
-            continue;
-        }
-        sources += 1;
-        let changed = std::fs::metadata(path).unwrap().modified().unwrap();
+    for lib in ["sluice_gateway", "sluice_shared"] {
+        let (dep_info, rlib_built) = newest_library_dep_info(&deps, lib);
         assert!(
-            changed <= built,
-            "{} changed after {} was built: the tests would run a stale gateway",
-            path.display(),
+            rlib_built <= built,
+            "{lib} was rebuilt after {} was linked: the tests would run a stale gateway",
             bin.display()
         );
+        let (_, listed) = dep_info.split_once(": ").unwrap();
+        let listed = listed.lines().next().unwrap_or("").replace("\\ ", "\u{0}");
+        for path in listed.split_whitespace().map(|p| p.replace('\u{0}', " ")) {
+            // rustc writes workspace paths relative to the workspace root.
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(path);
+            if !path.extension().is_some_and(|e| e == "rs") {
+                continue;
+            }
+            sources += 1;
+            let changed = std::fs::metadata(&path).unwrap().modified().unwrap();
+            assert!(
+                changed <= built,
+                "{} changed after {} was built: the tests would run a stale gateway",
+                path.display(),
+                bin.display()
+            );
+        }
     }
-    assert!(
-        sources > 10,
-        "only {sources} gateway and shared sources in {dep_info}"
-    );
+    assert!(sources > 10, "only {sources} gateway and shared sources");
+}
+
+/// The dep-info rustc wrote for the newest `lib<name>-<hash>.rlib` in `deps`, and when that
+/// rlib was written. (`cargo test` writes no merged `<bin>.d` beside the binary, as
+/// `cargo build` does; the binary's own dep-info lists only its `main`.)
+fn newest_library_dep_info(deps: &std::path::Path, name: &str) -> (String, std::time::SystemTime) {
+    let prefix = format!("lib{name}-");
+    let mut newest: Option<(std::time::SystemTime, std::path::PathBuf)> = None;
+    for entry in std::fs::read_dir(deps).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(hash) = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".rlib"))
+        else {
+            continue;
+        };
+        let written = std::fs::metadata(&path).unwrap().modified().unwrap();
+        if newest.as_ref().is_none_or(|(at, _)| written > *at) {
+            newest = Some((written, deps.join(format!("{name}-{hash}.d"))));
+        }
+    }
+    let (written, dep_info) =
+        newest.unwrap_or_else(|| panic!("no {prefix}*.rlib in {}", deps.display()));
+    let text = std::fs::read_to_string(&dep_info)
+        .unwrap_or_else(|e| panic!("{}: {e}", dep_info.display()));
+    (text, written)
 }
 
 #[tokio::test]
