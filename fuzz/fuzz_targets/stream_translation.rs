@@ -1,5 +1,5 @@
 //! A provider's streamed answer through the gateway's stream path: framed by
-//! `SseDecoder`, each event handed to `engine::stream::StreamTranslator` for every
+//! `SseDecoder`, each event handed to `providers::protocol::StreamTranslator` for every
 //! pairing of client API and provider protocol (pass-through usage probes, Anthropic →
 //! OpenAI, Gemini → OpenAI, OpenAI → Anthropic, Gemini → Anthropic), then the client's
 //! bytes through the output guardrails (`guardrails::stream::OutputGuard`).
@@ -12,9 +12,8 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use sluice_gateway::engine::stream::StreamTranslator;
 use sluice_gateway::guardrails::stream::OutputGuard;
-use sluice_gateway::providers::Decode;
+use sluice_gateway::providers::protocol::{Decode, StreamTranslator, anthropic, gemini, openai};
 use sluice_gateway::request::ClientApi;
 use sluice_shared::guardrails::{CompiledPolicy, Policy};
 use sluice_shared::sse::{SseDecoder, SseEvent};
@@ -27,66 +26,31 @@ static POLICY: LazyLock<Arc<CompiledPolicy>> = LazyLock::new(|| {
     )
 });
 
-/// Each translator, with the client API whose stream it writes.
-const DECODES: [(Decode, ClientApi); 10] = [
-    (
-        Decode::PassOpenAiChat { strip_usage: false },
-        ClientApi::Chat,
-    ),
-    (
-        Decode::PassOpenAiChat { strip_usage: true },
-        ClientApi::Chat,
-    ),
-    (Decode::PassResponses, ClientApi::Responses),
-    (Decode::PassAnthropic, ClientApi::Messages),
-    (
-        Decode::AnthropicToOpenAi {
-            include_usage: false,
-        },
-        ClientApi::Chat,
-    ),
-    (
-        Decode::AnthropicToOpenAi {
-            include_usage: true,
-        },
-        ClientApi::Chat,
-    ),
-    (
-        Decode::GeminiToOpenAi {
-            include_usage: false,
-        },
-        ClientApi::Chat,
-    ),
-    (
-        Decode::GeminiToOpenAi {
-            include_usage: true,
-        },
-        ClientApi::Chat,
-    ),
-    (Decode::OpenAiToAnthropic, ClientApi::Messages),
-    (Decode::GeminiToAnthropic, ClientApi::Messages),
-];
-
-/// `StreamTranslator::is_done` and `may_end` (private), read off its public variants.
-fn is_done(t: &StreamTranslator) -> bool {
-    match t {
-        StreamTranslator::PassOpenAi { done, .. }
-        | StreamTranslator::PassResponses { done, .. }
-        | StreamTranslator::PassAnthropic { done, .. }
-        | StreamTranslator::AnthropicToOpenAi { done, .. }
-        | StreamTranslator::OpenAiToAnthropic { done, .. } => *done,
-        StreamTranslator::GeminiToOpenAi { .. } | StreamTranslator::GeminiToAnthropic { .. } => {
-            false
-        }
+/// The client API whose stream a decode writes.
+fn client_api(decode: Decode) -> ClientApi {
+    match decode {
+        Decode::OpenAi(openai::Decode::Chat { .. })
+        | Decode::Anthropic(anthropic::Decode::ToOpenAi { .. })
+        | Decode::Gemini(gemini::Decode::ToOpenAi { .. }) => ClientApi::Chat,
+        Decode::OpenAi(openai::Decode::Responses) => ClientApi::Responses,
+        Decode::OpenAi(openai::Decode::Embeddings) => ClientApi::Embeddings,
+        Decode::OpenAi(openai::Decode::ToAnthropic)
+        | Decode::Anthropic(anthropic::Decode::Pass)
+        | Decode::Gemini(gemini::Decode::ToAnthropic) => ClientApi::Messages,
+        Decode::Gemini(gemini::Decode::CountToAnthropic) => ClientApi::CountTokens,
     }
 }
 
-fn may_end(t: &StreamTranslator) -> bool {
-    match t {
-        StreamTranslator::GeminiToOpenAi { finished, .. }
-        | StreamTranslator::GeminiToAnthropic { finished, .. } => *finished,
-        other => is_done(other),
-    }
+/// Whether the decode passes the provider's events through untouched.
+fn passes_through(decode: Decode) -> bool {
+    matches!(
+        decode,
+        Decode::OpenAi(
+            openai::Decode::Chat { strip_usage: false }
+                | openai::Decode::Responses
+                | openai::Decode::Embeddings
+        ) | Decode::Anthropic(anthropic::Decode::Pass)
+    )
 }
 
 fn events_of(bytes: &[u8]) -> (Vec<SseEvent>, Vec<u8>) {
@@ -127,7 +91,7 @@ fn translate(
         if !feed(translator, event, &mut writes, &mut accepted) {
             return (writes, accepted);
         }
-        if is_done(translator) {
+        if translator.is_done() {
             let mut out = BytesMut::new();
             translator.finish(&mut out);
             writes.push(out);
@@ -139,7 +103,7 @@ fn translate(
     {
         return (writes, accepted);
     }
-    if may_end(translator) {
+    if translator.may_end() {
         let mut out = BytesMut::new();
         translator.finish(&mut out);
         writes.push(out);
@@ -155,41 +119,34 @@ fuzz_target!(|data: &[u8]| {
     let events: Vec<SseEvent> = std::iter::from_fn(|| d.next_event()).collect();
     let tail = d.finish();
 
-    for (decode, api) in DECODES {
+    for decode in Decode::every() {
+        let api = client_api(decode);
         let factory = ChunkFactory {
             id: "chatcmpl-fuzz".into(),
             model: "fuzz-model".into(),
             created: 1,
         };
-        let mut translator = StreamTranslator::new(decode, factory);
+        let mut translator = decode.stream(factory);
         let (writes, accepted) = translate(&mut translator, &events, tail.as_ref());
-        let _ = translator.take_usage_from_encoder();
         if let Some(mut usage) = translator.usage() {
             let _ = usage.clamp();
         }
         let out: Vec<u8> = writes.iter().flat_map(|w| w.iter().copied()).collect();
 
-        match decode {
-            Decode::PassOpenAiChat { strip_usage: false }
-            | Decode::PassResponses
-            | Decode::PassAnthropic => {
-                assert_eq!(
-                    out, accepted,
-                    "{decode:?}: a pass-through must forward each accepted event untouched"
+        if passes_through(decode) {
+            assert_eq!(
+                out, accepted,
+                "{decode:?}: a pass-through must forward each accepted event untouched"
+            );
+        } else if decode != Decode::OpenAi(openai::Decode::Chat { strip_usage: true }) {
+            let (client_events, pending) = events_of(&out);
+            assert!(pending.is_empty(), "{decode:?}: an unterminated event");
+            for e in &client_events {
+                assert!(
+                    e.data == "[DONE]" || serde_json::from_str::<serde::de::IgnoredAny>(&e.data).is_ok(),
+                    "{decode:?}: an event that is not JSON: {:?}",
+                    e.data
                 );
-            }
-            Decode::PassOpenAiChat { strip_usage: true } => {}
-            _ => {
-                let (client_events, pending) = events_of(&out);
-                assert!(pending.is_empty(), "{decode:?}: an unterminated event");
-                for e in &client_events {
-                    assert!(
-                        e.data == "[DONE]"
-                            || serde_json::from_str::<serde::de::IgnoredAny>(&e.data).is_ok(),
-                        "{decode:?}: an event that is not JSON: {:?}",
-                        e.data
-                    );
-                }
             }
         }
 

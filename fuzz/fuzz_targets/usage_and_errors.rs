@@ -2,7 +2,7 @@
 //! (OpenAI `usage`, the usage probes on pass-through bodies and stream events, the
 //! Responses API's usage, Anthropic and Gemini usage and their translation to OpenAI),
 //! `Usage::clamp`, and the three providers' error bodies with the gateway's
-//! `upstream_error_message` for every protocol.
+//! `providers::protocol::error_message` for every protocol.
 //!
 //! Checked: after `clamp` no count exceeds `MAX_REPORTED_TOKENS`, it reports exactly the
 //! counts it changed, and a second `clamp` changes nothing.
@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use sluice_gateway::config::kind::Protocol;
-use sluice_gateway::providers::wire::upstream_error_message;
+use sluice_gateway::providers::protocol::{error_flavor, error_message};
 use sluice_shared::openai::{self, MAX_REPORTED_TOKENS, Usage};
 use sluice_shared::translate;
 use sluice_shared::{anthropic, gemini};
@@ -97,6 +97,7 @@ fuzz_target!(|data: &[u8]| {
         Protocol::Anthropic,
         Protocol::Gemini,
     ] {
-        let _ = upstream_error_message(protocol, data);
+        let _ = error_message(protocol, data);
+        let _ = error_flavor(protocol);
     }
 });

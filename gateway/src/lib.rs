@@ -15,7 +15,7 @@
 //! guardrails          | the gateway side of the shared guardrail engine
 //! governance          | keys, budgets, limits, the store and the audit log
 //! routing             | aliases and routing plans over the providers
-//! providers           | one upstream each: protocol requests and answers, key health, limits
+//! providers           | one upstream each: its protocol (one file each), key health, limits
 //! metrics             | Prometheus counters and histograms
 //! record              | what a request did (attempts, usage, cost, guardrail decisions)
 //! pricing request     | the price table; the client request as the gateway holds it

@@ -14,12 +14,12 @@ use sluice_shared::translate::stream::ChunkFactory;
 
 use super::ctx::RequestCtx;
 use super::decide::{MAX_RETRY_AFTER, StatusClass, classify_status, parse_retry_after};
-use super::stream::{StreamError, StreamTranslator, UpstreamStream};
-use crate::config::kind::Protocol;
-use crate::error::{ErrorKind, Flavor, GatewayError, error_chain};
+use super::stream::UpstreamStream;
+use crate::error::{ErrorKind, GatewayError, error_chain};
 use crate::providers::UpstreamCall;
 use crate::providers::health::KeyFailure;
-use crate::providers::wire::{decode_body, upstream_error_message};
+use crate::providers::protocol::adapter::StreamError;
+use crate::providers::protocol::{error_flavor, error_message};
 use crate::record::AttemptOutcome;
 use crate::routing::Target;
 
@@ -153,7 +153,7 @@ pub(super) async fn attempt_once(
         let body = read_body(response, MAX_ERROR_BODY, provider.stream_idle_timeout)
             .await
             .unwrap_or_default();
-        let message = upstream_error_message(provider.protocol, &body);
+        let message = error_message(provider.protocol, &body);
         ctx.attempt(
             target,
             &key_id,
@@ -168,11 +168,7 @@ pub(super) async fn attempt_once(
             status,
             format!("{label} answered {}: {message}", status.as_u16()),
         );
-        let flavor = match provider.protocol {
-            Protocol::OpenAi | Protocol::Azure => Some(Flavor::OpenAi),
-            Protocol::Anthropic => Some(Flavor::Anthropic),
-            Protocol::Gemini => None,
-        };
+        let flavor = error_flavor(provider.protocol);
         return match classify_status(status.as_u16()) {
             StatusClass::KeyRefused => {
                 health(KeyFailure::Auth);
@@ -240,7 +236,7 @@ pub(super) async fn attempt_once(
             model: meta.model.clone(),
             created: meta.created,
         };
-        let translator = StreamTranslator::new(call.decode, factory);
+        let translator = call.decode.stream(factory);
         let mut upstream = UpstreamStream::new(response, translator, provider.stream_idle_timeout);
         return match first_content(&mut upstream).await {
             Ok(Some(first)) => {
@@ -304,7 +300,7 @@ pub(super) async fn attempt_once(
             return Step::retry(error);
         }
     };
-    match decode_body(call.decode, body, meta) {
+    match call.decode.body(body, meta) {
         Ok((body, usage)) => {
             ctx.attempt(
                 target,

@@ -13,11 +13,12 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::attempt::stream_failure;
 use super::ctx::{COST_HEADER, RequestCtx};
-use super::stream::{StreamError, UpstreamStream};
+use super::stream::UpstreamStream;
 use crate::error::{Flavor, GatewayError};
 use crate::guardrails::stream::OutputGuard;
 use crate::guardrails::{self as guard, GUARDRAILS_HEADER};
 use crate::pricing::PriceTable;
+use crate::providers::protocol::adapter::StreamError;
 use crate::record::RequestOutcome;
 use crate::request::ClientApi;
 use crate::routing::Target;
