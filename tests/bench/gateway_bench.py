@@ -17,7 +17,13 @@ then the highest throughput each sustains (closed loop, fixed connection count),
 streaming time-to-first-token overhead (gateway vs direct, sequential requests), and the
 gateway's resident memory (and, with --soak-secs, its growth over a long run).
 
+With --baseline-gateway PATH (another build of sluice-gateway, e.g. from an earlier
+commit), two more paths run interleaved with the rest: gateway-base and gov-base, the
+routing and governed configurations on that binary; the report then compares this build
+with it, path by path, from the same rounds.
+
 Usage:  python3 tests/bench/gateway_bench.py [--secs 10] [--rates 1000,5000] [--soak-secs 600]
+                                             [--baseline-gateway PATH]
 Prints a markdown report (and writes JSON to bench-results/). Builds release binaries and
 installs the `oha` load generator from crates.io into target/bench-tools if it is missing.
 """
@@ -271,8 +277,10 @@ fallbacks = ["secondary/gpt-4o-mini"]
 
 
 ADMIN_TOKEN = "bench-admin-token-0123456789"
-# The paths that are a sluice-gateway (they expose its own overhead histogram).
+# The paths that are a sluice-gateway (they expose its own overhead histogram); with a
+# baseline binary, also BASELINES.
 GATEWAYS = ("gateway", "gov", "guard", "full")
+BASELINES = {"gateway-base": "gateway", "gov-base": "gov"}
 
 
 def admin(base, path, body):
@@ -319,6 +327,8 @@ def main():
     ap.add_argument("--seq-rounds", type=int, default=3)
     ap.add_argument("--soak-secs", type=int, default=0, help="also run the gateway this long at the top rate and track RSS")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--baseline-gateway", type=Path,
+                    help="another sluice-gateway binary to compare with (paths gateway-base, gov-base)")
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",") if r]
 
@@ -348,7 +358,21 @@ def main():
     targets = {"direct": mock.url, "proxy": proxy.url, "gateway": gw.url, "gov": gov.url, "guard": guard.url,
                "full": full.url}
     keys = {"gov": gov_key, "full": full_key}
-    results = {"machine": machine(), "fixed": {}, "max": {}, "sequential": {}, "ttft": {}, "rss_mb": {}}
+    servers = {"direct": mock, "proxy": proxy, "gateway": gw, "gov": gov, "guard": guard, "full": full}
+    gateways = list(GATEWAYS)
+    if args.baseline_gateway:
+        base_bin = str(args.baseline_gateway.resolve())
+        servers["gateway-base"] = Server([base_bin, "serve", "--config", str(cfg)], env={"BENCH_KEY": "bench-key"})
+        bcfg = Path(tmp) / "governed-base.toml"
+        bcfg.write_text(governed_config(mock.url, Path(tmp) / "base.db"))
+        servers["gov-base"] = Server([base_bin, "serve", "--config", str(bcfg)],
+                                     env={"BENCH_KEY": "bench-key", "BENCH_ADMIN": ADMIN_TOKEN})
+        keys["gov-base"] = bootstrap(servers["gov-base"].url)
+        for name in BASELINES:
+            targets[name] = servers[name].url
+            gateways.append(name)
+    results = {"machine": machine(), "fixed": {}, "max": {}, "sequential": {}, "ttft": {}, "rss_mb": {},
+               "gateways": gateways, "baseline": str(args.baseline_gateway or "")}
     try:
         # Warm every path (connection pools, allocator) before measuring.
         for name, url in targets.items():
@@ -360,7 +384,7 @@ def main():
             for round_ in range(args.repeats):
                 order = names[round_ % len(names):] + names[:round_ % len(names)]
                 for name in order:
-                    own = name in GATEWAYS
+                    own = name in gateways
                     before = overhead_buckets(targets[name]) if own else None
                     r = oha(oha_bin, targets[name] + "/v1/chat/completions", args.secs, rate=rate, conns=64,
                             key=keys.get(name, "bench"))
@@ -391,13 +415,12 @@ def main():
                 # the hop itself.
                 med["p50_over_proxy_us"] = statistics.median(
                     (x["p50_ms"] - p["p50_ms"]) * 1000 for x, p in zip(rs, runs["proxy"]))
-                if name in GATEWAYS:
+                if name in gateways:
                     med["own_p50_runs_us"] = [round(x["own_p50_us"], 1) for x in rs]
                     med["own_p50_us"] = statistics.median(x["own_p50_us"] for x in rs)
                     med["own_p99_us"] = statistics.median(x["own_p99_us"] for x in rs)
                 results["fixed"].setdefault(str(rate), {})[name] = med
             results["rss_mb"][f"gateway_after_{rate}"] = gw.rss_mb()
-        servers = {"direct": mock, "proxy": proxy, "gateway": gw, "gov": gov, "guard": guard, "full": full}
         max_runs = {name: [] for name in names}
         for round_ in range(args.max_rounds):
             order = names[round_ % len(names):] + names[:round_ % len(names)]
@@ -425,6 +448,9 @@ def main():
         results["rss_mb"]["gateway_after_max"] = gw.rss_mb()
         results["rss_mb"]["gov_after_max"] = gov.rss_mb()
         results["rss_mb"]["full_after_max"] = full.rss_mb()
+        for name in BASELINES:
+            if name in servers:
+                results["rss_mb"][f"{name}_after_max"] = servers[name].rss_mb()
         # One client at a time (no concurrency): the latency a single developer sees.
         seq_runs = {name: [] for name in names}
         for round_ in range(args.seq_rounds):
@@ -475,7 +501,7 @@ def main():
                                "rss_max_mb": max(m for _, m in warm),
                                "growth_pct": (end - start) / start * 100}
     finally:
-        for s in (full, guard, gov, gw, proxy, mock):
+        for s in reversed(list(servers.values())):
             s.stop()
 
     report(results, rates)
@@ -518,14 +544,14 @@ def report(r, rates):
     print("|---|---|---|---|---|---|")
     for rate in rates:
         f = r["fixed"][str(rate)]
-        for name in GATEWAYS:
+        for name in r["gateways"]:
             x = f[name]
             print(f"| {rate} | {name} | {x['p50_over_proxy_us']:.0f} | {x['own_p50_us']:.1f} | {x['own_p99_us']:.1f} | "
                   f"{', '.join(f'{v:.1f}' for v in x['own_p50_runs_us'])} |")
     print("\nPer-round p50 overheads (µs):\n")
     for rate in rates:
         f = r["fixed"][str(rate)]
-        for name in ("proxy",) + GATEWAYS:
+        for name in ["proxy"] + r["gateways"]:
             print(f"- {rate} rps {name}: {', '.join(f'{v:.0f}' for v in f[name]['p50_overhead_runs_us'])}")
     print("\n### Highest throughput (closed loop; median of the rounds)\n")
     print("| path | rps | ratio to proxy | p50 ms | p99 ms | CPU µs/request (process under test) | mock CPU µs/request | rps per round |")
@@ -539,6 +565,8 @@ def report(r, rates):
     for name, x in r["sequential"].items():
         print(f"| {name} | {x['p50_us']:.0f} | {x['p99_us']:.0f} | {x['overhead_us']:.0f} | "
               f"{', '.join(f'{v:.0f}' for v in x['overhead_runs_us'])} |")
+    if r.get("baseline"):
+        compare(r, rates)
     t = r["ttft"]
     print("\n### Streaming time to first token (sequential)\n")
     print("| path | p50 ms | p99 ms |")
@@ -557,6 +585,34 @@ def report(r, rates):
         series = r.get("soak_series_mb", [])
         per_minute = [f"{m:.1f}" for t, m in series if t % 60 < 5]
         print(f"- RSS each minute (MB): {', '.join(per_minute)}")
+
+
+def compare(r, rates):
+    """This build against the baseline binary, from the same interleaved rounds."""
+    print(f"\n### This build vs the baseline (`{r['baseline']}`), same run\n")
+    print("Ratios are this build / baseline: above 1 is better for rps, worse for the others.\n")
+    print("| measure | gateway | gateway-base | ratio | gov | gov-base | ratio |")
+    print("|---|---|---|---|---|---|---|")
+
+    def row(label, get, fmt="{:.1f}"):
+        cells = []
+        for new in ("gateway", "gov"):
+            a, b = get(new), get(new + "-base")
+            ratio = a / b if b else float("nan")
+            cells += [fmt.format(a), fmt.format(b), f"{ratio:.3f}"]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+    row("max rps", lambda n: r["max"][n]["rps"], "{:.0f}")
+    row("max CPU µs/request", lambda n: r["max"][n]["cpu_us_per_req"])
+    row("max p50 ms", lambda n: r["max"][n]["p50_ms"], "{:.3f}")
+    row("max p99 ms", lambda n: r["max"][n]["p99_ms"], "{:.3f}")
+    for rate in rates:
+        f = r["fixed"][str(rate)]
+        row(f"{rate} rps p50 over direct µs", lambda n: f[n]["p50_overhead_us"])
+        row(f"{rate} rps p99 over direct µs", lambda n: f[n]["p99_overhead_us"])
+        row(f"{rate} rps in-gateway p50 µs", lambda n: f[n]["own_p50_us"])
+    row("sequential p50 µs", lambda n: r["sequential"][n]["p50_us"], "{:.0f}")
+    row("sequential p99 µs", lambda n: r["sequential"][n]["p99_us"], "{:.0f}")
 
 
 if __name__ == "__main__":
