@@ -189,3 +189,45 @@ async fn providers_and_aliases_managed_through_the_api() {
     assert_eq!(status, 204);
     assert_eq!(g.chat("", "extra/gpt-4o-mini").await.status(), 404);
 }
+
+/// Routing changes that arrive together are applied one after another: each builds on
+/// the one before, so none is lost from the live routing table (the store holding every
+/// entry is not enough; the table traffic is routed by must too).
+#[tokio::test]
+async fn concurrent_routing_changes_are_all_live() {
+    let g = Gov::start(&[], "mode = \"open\"\n").await;
+    const WRITERS: usize = 32;
+    // Open the connections first, so that the changes arrive together.
+    let warm = (0..WRITERS).map(|_| {
+        let request =
+            g.gw.http
+                .get(g.gw.url("/api/v1/aliases"))
+                .bearer_auth(ADMIN);
+        async move { request.send().await.unwrap().status().as_u16() }
+    });
+    futures_util::future::join_all(warm).await;
+    let names: Vec<String> = (0..WRITERS).map(|i| format!("team-alias-{i}")).collect();
+    let puts = names.iter().map(|name| {
+        let request =
+            g.gw.http
+                .put(g.gw.url(&format!("/api/v1/aliases/{name}")))
+                .bearer_auth(ADMIN)
+                .json(&json!({"targets": [{"model": "oa/gpt-4o-mini"}]}));
+        async move { request.send().await.unwrap().status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(puts).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // The live routing table, as /v1/models lists it (no store read).
+    let models: Value = g.gw.get_json("/v1/models").await.unwrap();
+    let live: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    let lost: Vec<&String> = names
+        .iter()
+        .filter(|n| !live.contains(&n.as_str()))
+        .collect();
+    assert!(lost.is_empty(), "stored but not routed: {lost:?}");
+}
