@@ -6,9 +6,11 @@ budget, key and team rate limits, audit log: every request takes the budget, rat
 and concurrency counters of the same key and team, the worst case for their locks), then
 for 1 connection (the baseline: nothing to contend with) and for --conns connections
 (default 64) runs closed-loop load while `perf record` samples the gateway's CPU time with
-call stacks. Reports throughput, CPU per request and the share of the gateway's samples
-spent in a contended lock (std's futex mutex and rwlock slow paths, parking_lot's, and the
-futex system call), attributed to the innermost sluice function on the stack.
+call stacks. Reports throughput, CPU per request, the share of the gateway's samples spent
+in a contended lock (std's futex mutex and rwlock slow paths, parking_lot's, the futex
+system call: idle worker threads parking count too, so this is an upper bound), attributed
+to the innermost sluice function on the stack, and the share spent in the budget and
+rate-limit counters at all.
 
 Usage:  python3 tests/bench/lock_profile.py [--secs 5] [--conns 64] [--no-build]
 Needs `perf` (linux-perf); software clock sampling, so it works without hardware counters.
@@ -29,7 +31,9 @@ import gateway_bench as gb  # noqa: E402
 CONTENDED = re.compile(
     r"lock_contended|futex::Mutex::lock|read_contended|write_contended|lock_slow|"
     r"parking_lot.*(lock_slow|park)|syscall.*futex|futex_wait|__lll_lock_wait")
-OURS = re.compile(r"^(sluice_gateway|sluice_shared)::")
+OURS = re.compile(r"sluice_(gateway|shared)::")
+# Frames of the budget and rate-limit counters (admission and settlement).
+COUNTERS = re.compile(r"sluice_gateway::governance::(admit|limits|budget|counters)")
 
 
 def profile(oha_bin, gov, key, secs, conns, out_dir):
@@ -41,25 +45,29 @@ def profile(oha_bin, gov, key, secs, conns, out_dir):
     r = gb.oha(oha_bin, gov.url + "/v1/chat/completions", secs, conns=conns, key=key)
     c1 = gov.cpu_seconds()
     perf.wait()
-    script = subprocess.run(["perf", "script", "-i", str(data), "-F", "sym"], capture_output=True,
+    script = subprocess.run(["perf", "script", "-i", str(data), "-F", "ip,sym"], capture_output=True,
                             text=True).stdout
-    samples = contended = 0
+    samples = contended = counters = 0
     sites = collections.Counter()
     for stack in script.split("\n\n"):
-        frames = [l.strip() for l in stack.splitlines() if l.strip()]
+        # Each frame is "ADDRESS SYMBOL", innermost first.
+        frames = [l.strip().partition(" ")[2] for l in stack.splitlines() if l.strip()]
         if not frames:
             continue
         samples += 1
+        if any(COUNTERS.search(f) for f in frames):
+            counters += 1
         hit = next((i for i, f in enumerate(frames) if CONTENDED.search(f)), None)
         if hit is None:
             continue
         contended += 1
         site = next((f for f in frames[hit:] if OURS.search(f)), "(outside sluice)")
-        sites[re.sub(r"::h[0-9a-f]{16}$", "", site)] += 1
+        sites[re.sub(r"\s*\(inlined\)$", "", site)[:160]] += 1
     served = max(r["rps"] * secs, 1)
     return {"conns": conns, "rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
             "cpu_us_per_req": (c1 - c0) * 1e6 / served, "samples": samples, "contended": contended,
-            "share": contended / samples if samples else float("nan"), "sites": sites.most_common(8)}
+            "share": contended / samples if samples else float("nan"),
+            "counters_share": counters / samples if samples else float("nan"), "sites": sites.most_common(8)}
 
 
 def main():
@@ -88,11 +96,13 @@ def main():
     print(f"## Lock contention in the governed gateway — {m['date']}\n")
     print(f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, Linux {m['kernel']}, {m['rustc']}. "
           "Load generator, mock provider and gateway share these cores.\n")
-    print("| connections | rps | p50 ms | p99 ms | CPU µs/request | samples | in a contended lock |")
-    print("|---|---|---|---|---|---|---|")
+    print("| connections | rps | p50 ms | p99 ms | CPU µs/request | samples | in a contended lock "
+          "| in the budget and limit counters |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in runs:
         print(f"| {r['conns']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
-              f"{r['cpu_us_per_req']:.1f} | {r['samples']} | {r['share'] * 100:.2f} % |")
+              f"{r['cpu_us_per_req']:.1f} | {r['samples']} | {r['share'] * 100:.2f} % | "
+              f"{r['counters_share'] * 100:.2f} % |")
     base, loaded = runs
     print(f"\nContended share at {loaded['conns']} connections vs 1: "
           f"{loaded['share'] * 100:.2f} % vs {base['share'] * 100:.2f} %.\n")
