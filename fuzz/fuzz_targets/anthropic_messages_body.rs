@@ -49,8 +49,8 @@ fuzz_target!(|data: &[u8]| {
             wants_stream_usage: false,
             body: ClientBody::Messages(req.clone()),
             fallbacks: fallbacks.clone(),
-            anthropic_version: None,
-            anthropic_beta: None,
+            forward_headers: Vec::new(),
+            query: None,
         };
         let _ = inbound.max_output_tokens();
         prepare_everywhere(&inbound);

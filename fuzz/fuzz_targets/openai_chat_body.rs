@@ -44,8 +44,8 @@ fuzz_target!(|data: &[u8]| {
         wants_stream_usage: req.wants_stream_usage(),
         body: ClientBody::Chat(req),
         fallbacks,
-        anthropic_version: None,
-        anthropic_beta: None,
+        forward_headers: Vec::new(),
+        query: None,
     };
     let _ = inbound.max_output_tokens();
     prepare_everywhere(&inbound);

@@ -3,7 +3,7 @@
 //! Anthropic version headers). Built by `api`, read by the engine, guardrails, routing
 //! and the providers; it imports nothing of the gateway but [`crate::error::Flavor`].
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
 use sluice_shared::anthropic;
 use sluice_shared::openai::ChatRequest;
@@ -77,8 +77,29 @@ pub struct Inbound {
     pub wants_stream_usage: bool,
     /// The request's own fallbacks (`fallbacks` body field or `x-sluice-fallbacks`).
     pub fallbacks: Vec<String>,
-    pub anthropic_version: Option<HeaderValue>,
-    pub anthropic_beta: Option<HeaderValue>,
+    /// The client's headers that select provider behaviour ([`is_forwarded_header`]):
+    /// each protocol sends on its own (`anthropic-*` to Anthropic, `openai-beta` to
+    /// OpenAI), never another protocol's.
+    pub forward_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The query string the client sent (Claude Code sends `beta=true`), sent on to
+    /// Anthropic providers of an Anthropic request.
+    pub query: Option<String>,
+}
+
+/// Whether a client header is one that selects provider behaviour and is sent on:
+/// `anthropic-version`, `anthropic-beta` and every other `anthropic-*`, and `openai-beta`.
+/// Credentials never are (they are not among these).
+pub fn is_forwarded_header(name: &HeaderName) -> bool {
+    name.as_str().starts_with("anthropic-") || name == "openai-beta"
+}
+
+/// The client's forwarded headers ([`is_forwarded_header`]), in order.
+pub fn forwarded_headers(headers: &http::HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    headers
+        .iter()
+        .filter(|(name, _)| is_forwarded_header(name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
 }
 
 impl Inbound {

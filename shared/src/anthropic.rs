@@ -54,6 +54,9 @@ impl MessagesRequest {
 pub struct Message {
     pub role: MessageRole,
     pub content: Content,
+    /// Fields of a message Sluice does not read, kept for a pass-through.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +64,9 @@ pub struct Message {
 pub enum MessageRole {
     User,
     Assistant,
+    /// A system message after the first turn (Claude Code sends these with the
+    /// mid-conversation system messages beta); the top-level `system` is the first one.
+    System,
 }
 
 /// Text or a list of blocks (used for message content, `system` and tool results).
@@ -361,6 +367,21 @@ mod tests {
         let back = serde_json::to_value(&req).unwrap();
         let orig: Value = serde_json::from_str(body).unwrap();
         assert_eq!(back, orig);
+    }
+
+    #[test]
+    fn system_messages_after_the_first_turn_and_unknown_message_fields_round_trip() {
+        let body = r#"{"model":"claude","max_tokens":10,"messages":[{"role":"user","content":"hi"},{"role":"system","content":"plan mode","cache_control":{"type":"ephemeral"}},{"role":"user","content":[{"type":"text","text":"go"}],"future":true}],"thinking":{"type":"adaptive"},"context_management":{"edits":[]},"output_config":{"effort":"high"}}"#;
+        let req: MessagesRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(req.messages[1].role, MessageRole::System);
+        let back = serde_json::to_value(&req).unwrap();
+        let orig: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(back, orig);
+        let err = serde_json::from_str::<MessagesRequest>(
+            r#"{"model":"c","messages":[{"role":"robot","content":"x"}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("robot"), "{err}");
     }
 
     #[test]

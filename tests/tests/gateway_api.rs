@@ -249,6 +249,123 @@ async fn anthropic_surface_passes_through_and_translates_streams() {
     }
 }
 
+/// A request shaped like Claude Code 2.1's on its newest models: `?beta=true`, a list of
+/// betas, system messages after the first turn, adaptive thinking, context management,
+/// output config, tools with cache control, unknown message fields.
+fn claude_code_request(model: &str) -> Value {
+    json!({
+        "model": model,
+        "max_tokens": 32000,
+        "stream": true,
+        "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "list the files"}]},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "I should look.", "signature": "sig-1"},
+                {"type": "text", "text": "Looking."}
+            ]},
+            {"role": "system", "content": "The user switched to plan mode."},
+            {"role": "user", "content": [{"type": "text", "text": "go on", "cache_control": {"type": "ephemeral"}}], "future_field": 1}
+        ],
+        "thinking": {"type": "adaptive"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "high"},
+        "tools": [
+            {"name": "Bash", "description": "Run a command", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}},
+            {"name": "Read", "description": "Read a file", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"}}
+        ],
+        "tool_choice": {"type": "none"},
+        "metadata": {"user_id": "user_abc"}
+    })
+}
+
+#[tokio::test]
+async fn claude_code_requests_reach_anthropic_byte_faithfully_and_translate_elsewhere() {
+    let (mock, gw) = start("").await;
+    let betas = "claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27,mid-conversation-system-2026-01-01";
+    let body = claude_code_request("an/claude-haiku-4-5");
+    let resp = gw
+        .http
+        .post(gw.url("/anthropic/v1/messages?beta=true"))
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", betas)
+        .header("anthropic-dangerous-direct-browser-access", "true")
+        .header("x-api-key", "client-key")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let events = sse_events(&resp.text().await.unwrap());
+    assert_eq!(events.last().unwrap().0.as_deref(), Some("message_stop"));
+    let seen = mock.requests().await.unwrap().pop().unwrap();
+    assert_eq!(seen["path"], "/v1/messages");
+    assert_eq!(seen["query"], "beta=true", "the client's query goes on");
+    assert_eq!(seen["headers"]["anthropic-beta"], betas);
+    assert_eq!(
+        seen["headers"]["anthropic-dangerous-direct-browser-access"],
+        "true"
+    );
+    assert_eq!(
+        seen["headers"]["x-api-key"], PROVIDER_KEY,
+        "the client's key never goes on"
+    );
+    let mut expected = body.clone();
+    expected["model"] = json!("claude-haiku-4-5");
+    assert_eq!(
+        seen["body"], expected,
+        "everything else is the client's, as sent"
+    );
+
+    // Token counting, as Claude Code calls it.
+    let mut count = body.clone();
+    for field in ["max_tokens", "stream", "metadata"] {
+        count.as_object_mut().unwrap().remove(field);
+    }
+    let resp = gw
+        .http
+        .post(gw.url("/anthropic/v1/messages/count_tokens?beta=true"))
+        .header("anthropic-beta", betas)
+        .json(&count)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = mock.requests().await.unwrap().pop().unwrap();
+    assert_eq!(seen["path"], "/v1/messages/count_tokens");
+    assert_eq!(seen["query"], "beta=true");
+
+    // To an OpenAI-protocol model the system message stays where it was.
+    let resp = gw
+        .post(
+            "/anthropic/v1/messages?beta=true",
+            &claude_code_request("oa/gpt-4o-mini"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let events = sse_events(&resp.text().await.unwrap());
+    assert_eq!(events.last().unwrap().0.as_deref(), Some("message_stop"));
+    let seen = mock.requests().await.unwrap().pop().unwrap();
+    assert_eq!(seen["path"], "/v1/chat/completions");
+    assert_eq!(
+        seen["query"], "",
+        "a query for Anthropic is not sent to OpenAI"
+    );
+    assert!(seen["headers"].get("anthropic-beta").is_none());
+    let roles: Vec<&str> = seen["body"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant", "system", "user"]);
+    assert_eq!(
+        seen["body"]["messages"][3]["content"],
+        "The user switched to plan mode."
+    );
+}
+
 #[tokio::test]
 async fn count_tokens_on_anthropic_gemini_and_estimated_elsewhere() {
     let (_mock, gw) = start("").await;
@@ -272,18 +389,28 @@ async fn count_tokens_on_anthropic_gemini_and_estimated_elsewhere() {
 
 #[tokio::test]
 async fn responses_and_embeddings_pass_through() {
-    let (_mock, gw) = start("").await;
+    let (mock, gw) = start("").await;
     let v: Value = gw
-        .post(
-            "/v1/responses",
-            &json!({"model": "oa/gpt-4o-mini", "input": "hello responses"}),
-        )
+        .http
+        .post(gw.url("/v1/responses"))
+        .header("openai-beta", "responses=experimental")
+        .header("anthropic-beta", "not-for-openai")
+        .header("x-api-key", "client-key")
+        .json(&json!({"model": "oa/gpt-4o-mini", "input": "hello responses"}))
+        .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(v["object"], "response");
+    let seen = mock.requests().await.unwrap().pop().unwrap();
+    assert_eq!(seen["headers"]["openai-beta"], "responses=experimental");
+    assert!(
+        seen["headers"].get("anthropic-beta").is_none(),
+        "another protocol's header is not sent: {seen}"
+    );
+    assert!(seen["headers"].get("x-api-key").is_none(), "{seen}");
     assert!(
         v["output"][0]["content"][0]["text"]
             .as_str()
@@ -394,11 +521,27 @@ async fn bad_input_gets_clear_errors_in_the_callers_shape() {
         "{v}"
     );
 
-    let resp = raw("/anthropic/v1/messages", "[1,2").await.unwrap();
-    assert_eq!(resp.status(), 400);
-    let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["type"], "error");
-    assert_eq!(v["error"]["type"], "invalid_request_error");
+    // Each error names the path the client called, not the provider's.
+    for path in [
+        "/anthropic/v1/messages",
+        "/anthropic/v1/messages/count_tokens",
+        "/v1/chat/completions",
+        "/v1/responses",
+        "/v1/embeddings",
+    ] {
+        let resp = raw(path, "[1,2").await.unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{path}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("the request body for {path} is not valid")),
+            "{path}: {message}"
+        );
+        if path.starts_with("/anthropic") {
+            assert_eq!(v["type"], "error");
+        }
+    }
 
     let resp = gw
         .post(

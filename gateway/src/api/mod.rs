@@ -26,7 +26,9 @@ use crate::api::state::AppState;
 use crate::conn_guard::BodyTimeout;
 use crate::engine::{self, Caller};
 use crate::error::{ErrorKind, Flavor, GatewayError};
-use crate::request::{ClientApi, ClientBody, Inbound, REQUEST_ID_HEADER, stamp_request_id};
+use crate::request::{
+    ClientApi, ClientBody, Inbound, REQUEST_ID_HEADER, forwarded_headers, stamp_request_id,
+};
 
 pub use models::list_models;
 
@@ -211,14 +213,19 @@ async fn handle(
         },
         None => None,
     };
+    // Errors about the body name the path the client called (`/anthropic/v1/messages`,
+    // not the provider's `/v1/messages`).
+    let path = parts.uri.path();
     let parsed = async {
         let bytes = read_body(&state, &headers, body).await?;
         let inbound = match api {
-            ClientApi::Chat => parse_chat(&bytes, &headers)?,
+            ClientApi::Chat => parse_chat(&bytes, &headers, path)?,
             ClientApi::Responses | ClientApi::Embeddings => {
-                parse_passthrough(&bytes, &headers, api)?
+                parse_passthrough(&bytes, &headers, api, path)?
             }
-            ClientApi::Messages | ClientApi::CountTokens => parse_messages(&bytes, &headers, api)?,
+            ClientApi::Messages | ClientApi::CountTokens => {
+                parse_messages(&bytes, &headers, api, path, parts.uri.query())?
+            }
         };
         Ok::<_, GatewayError>((inbound, bytes))
     }
@@ -255,8 +262,8 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Reque
     handle(state, parts, body, ClientApi::Chat).await
 }
 
-fn parse_chat(bytes: &[u8], headers: &HeaderMap) -> Result<Inbound, GatewayError> {
-    let mut req: ChatRequest = parse_json(bytes, "/v1/chat/completions")?;
+fn parse_chat(bytes: &[u8], headers: &HeaderMap, path: &str) -> Result<Inbound, GatewayError> {
+    let mut req: ChatRequest = parse_json(bytes, path)?;
     if req.messages.is_empty() {
         return Err(
             GatewayError::invalid("`messages` must be a non-empty list").with_param("messages")
@@ -270,8 +277,8 @@ fn parse_chat(bytes: &[u8], headers: &HeaderMap) -> Result<Inbound, GatewayError
         wants_stream_usage: req.wants_stream_usage(),
         body: ClientBody::Chat(req),
         fallbacks,
-        anthropic_version: None,
-        anthropic_beta: None,
+        forward_headers: forwarded_headers(headers),
+        query: None,
     })
 }
 
@@ -280,11 +287,8 @@ fn parse_passthrough(
     bytes: &[u8],
     headers: &HeaderMap,
     api: ClientApi,
+    endpoint: &str,
 ) -> Result<Inbound, GatewayError> {
-    let endpoint = match api {
-        ClientApi::Responses => "/v1/responses",
-        _ => "/v1/embeddings",
-    };
     let mut map: serde_json::Map<String, serde_json::Value> = parse_json(bytes, endpoint)?;
     let model = match map.get("model") {
         Some(serde_json::Value::String(m)) => m.clone(),
@@ -309,8 +313,8 @@ fn parse_passthrough(
         wants_stream_usage: false,
         body: ClientBody::Json(map),
         fallbacks,
-        anthropic_version: None,
-        anthropic_beta: None,
+        forward_headers: forwarded_headers(headers),
+        query: None,
     })
 }
 
@@ -328,11 +332,9 @@ fn parse_messages(
     bytes: &[u8],
     headers: &HeaderMap,
     api: ClientApi,
+    endpoint: &str,
+    query: Option<&str>,
 ) -> Result<Inbound, GatewayError> {
-    let endpoint = match api {
-        ClientApi::CountTokens => "/v1/messages/count_tokens",
-        _ => "/v1/messages",
-    };
     let mut req: MessagesRequest = parse_json(bytes, endpoint)?;
     if req.messages.is_empty() {
         return Err(
@@ -352,8 +354,8 @@ fn parse_messages(
         wants_stream_usage: false,
         body: ClientBody::Messages(req),
         fallbacks,
-        anthropic_version: headers.get("anthropic-version").cloned(),
-        anthropic_beta: headers.get("anthropic-beta").cloned(),
+        forward_headers: forwarded_headers(headers),
+        query: query.filter(|q| !q.is_empty()).map(str::to_owned),
     })
 }
 

@@ -33,6 +33,13 @@ pub fn request_to_openai(req: MessagesRequest) -> Result<ChatRequest, TranslateE
         match message.role {
             MessageRole::User => user_to_openai(message.content, &mut messages)?,
             MessageRole::Assistant => messages.push(assistant_to_openai(message.content)),
+            // In place: OpenAI chat takes system messages anywhere in the conversation.
+            MessageRole::System => {
+                let text = message.content.joined_text();
+                if !text.is_empty() {
+                    messages.push(ChatMessage::text(Role::System, text));
+                }
+            }
         }
     }
 
@@ -289,6 +296,7 @@ pub fn request_from_openai(req: ChatRequest) -> Result<MessagesRequest, Translat
             _ => messages.push(Message {
                 role,
                 content: Content::Blocks(blocks),
+                extra: Extra::new(),
             }),
         }
     }

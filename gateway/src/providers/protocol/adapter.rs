@@ -262,6 +262,23 @@ pub fn put_anthropic(out: &mut BytesMut, event: &anthropic::StreamEvent) {
     }
 }
 
+/// The client's forwarded headers whose names start with `prefix` (this protocol's own),
+/// replacing configured ones of the same name; repeated headers stay repeated.
+pub fn forward(inbound: &Inbound, prefix: &str, headers: &mut HeaderMap) {
+    let own = || {
+        inbound
+            .forward_headers
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with(prefix))
+    };
+    for (name, _) in own() {
+        headers.remove(name);
+    }
+    for (name, value) in own() {
+        headers.append(name.clone(), value.clone());
+    }
+}
+
 /// OpenAI's stream terminator.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 

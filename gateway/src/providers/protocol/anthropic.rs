@@ -12,8 +12,8 @@ use sluice_shared::translate::stream::{AnthropicToOpenAi, ChunkFactory, StreamFa
 use sluice_shared::translate::{self, ResponseMeta};
 
 use super::adapter::{
-    Adapter, DONE, Endpoint, Plan, StreamError, StreamRead, anthropic_usage, counted, parse_event,
-    put_chunk, request_json, response_json, unreadable, untranslatable,
+    Adapter, DONE, Endpoint, Plan, StreamError, StreamRead, anthropic_usage, counted, forward,
+    parse_event, parse_url, put_chunk, request_json, response_json, unreadable, untranslatable,
 };
 use crate::error::{Flavor, GatewayError};
 use crate::request::{ClientApi, ClientBody, Inbound};
@@ -44,15 +44,27 @@ impl Decode {
     ];
 }
 
-/// `anthropic-version` (the client's, or the default) and the client's `anthropic-beta`.
+/// The client's `anthropic-*` headers (`anthropic-beta` lists repeated or not), and
+/// `anthropic-version` (the client's, or the default).
 fn version_headers(inbound: &Inbound, headers: &mut HeaderMap) {
-    let version = inbound
-        .anthropic_version
-        .clone()
-        .unwrap_or_else(|| HeaderValue::from_static(anthropic::DEFAULT_VERSION));
-    headers.insert("anthropic-version", version);
-    if let Some(beta) = &inbound.anthropic_beta {
-        headers.insert("anthropic-beta", beta.clone());
+    forward(inbound, "anthropic-", headers);
+    if !headers.contains_key("anthropic-version") {
+        headers.insert(
+            "anthropic-version",
+            HeaderValue::from_static(anthropic::DEFAULT_VERSION),
+        );
+    }
+}
+
+/// `path` below the base URL, with the client's query string (Claude Code's `beta=true`).
+fn url_with_query(
+    endpoint: &Endpoint,
+    path: &str,
+    query: Option<&str>,
+) -> Result<http::Uri, GatewayError> {
+    match query {
+        None => endpoint.url(path),
+        Some(query) => parse_url(&format!("{}/{path}?{query}", endpoint.base_url())),
     }
 }
 
@@ -104,7 +116,7 @@ impl Adapter for Anthropic {
                     "v1/messages"
                 };
                 Ok(Plan::Call {
-                    url: endpoint.url(path)?,
+                    url: url_with_query(endpoint, path, inbound.query.as_deref())?,
                     body: request_json(&*req)?,
                     decode: Decode::Pass,
                 })

@@ -13,9 +13,9 @@ use sluice_shared::translate::stream::{ChunkFactory, OpenAiToAnthropic};
 use sluice_shared::translate::{self, ResponseMeta};
 
 use super::adapter::{
-    Adapter, Endpoint, Plan, StreamError, StreamRead, anthropic_id, counted, openai_stream_error,
-    parse_event, parse_url, path_segment, put_anthropic, request_json, response_json, unreadable,
-    untranslatable,
+    Adapter, Endpoint, Plan, StreamError, StreamRead, anthropic_id, counted, forward,
+    openai_stream_error, parse_event, parse_url, path_segment, put_anthropic, request_json,
+    response_json, unreadable, untranslatable,
 };
 use crate::error::{Flavor, GatewayError};
 use crate::request::{ClientApi, ClientBody, Inbound};
@@ -101,8 +101,9 @@ impl Adapter for OpenAi {
         endpoint: &Endpoint,
         inbound: &mut Inbound,
         model: &str,
-        _headers: &mut HeaderMap,
+        headers: &mut HeaderMap,
     ) -> Result<Plan<Decode>, GatewayError> {
+        forward(inbound, "openai-", headers);
         let stream = inbound.stream;
         let api = inbound.api;
         let (path, body, decode) = match &mut inbound.body {

@@ -45,8 +45,8 @@ fn inbound(api: ClientApi, stream: bool) -> Inbound {
         stream,
         wants_stream_usage: false,
         fallbacks: Vec::new(),
-        anthropic_version: None,
-        anthropic_beta: None,
+        forward_headers: Vec::new(),
+        query: None,
     }
 }
 
