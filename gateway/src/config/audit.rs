@@ -64,14 +64,21 @@ impl AuditConfig {
     /// Resolves `hmac_key` (`None` when unset). The error names the setting and never
     /// contains the key.
     pub fn chain_key(&self, env: &dyn Environment) -> Result<Option<ChainKey>, String> {
+        self.resolve_chain_key(env)
+            .map_err(|e| format!("governance.audit.hmac_key: {e}"))
+    }
+
+    /// [`Self::chain_key`] with an error that does not name the setting (for the
+    /// config check, which reports it under its path).
+    pub(super) fn resolve_chain_key(
+        &self,
+        env: &dyn Environment,
+    ) -> Result<Option<ChainKey>, String> {
         let Some(reference) = &self.hmac_key else {
             return Ok(None);
         };
-        let secret = crate::secret::resolve(reference, env)
-            .map_err(|e| format!("governance.audit.hmac_key: {e}"))?;
-        ChainKey::new(secret.expose().as_bytes())
-            .map(Some)
-            .map_err(|e| format!("governance.audit.hmac_key {e}"))
+        let secret = crate::secret::resolve(reference, env)?;
+        ChainKey::new(secret.expose().as_bytes()).map(Some)
     }
 }
 

@@ -174,3 +174,32 @@ fn zero_config_picks_up_key_variables() {
     assert_eq!(gemini.keys[0].secret.as_ref().unwrap().expose(), "g");
     assert_eq!(valid.server.listen.to_string(), "127.0.0.1:8080");
 }
+
+#[test]
+fn the_audit_hmac_key_is_checked_with_the_rest() {
+    let env = MapEnv::new([("SHORT", "0123456789")]);
+    for (reference, expected) in [
+        ("env:SHORT", "at least 32"),
+        ("env:MISSING", "MISSING"),
+        ("pasted-0123456789abcdef0123456789abcdef", "env:"),
+    ] {
+        let text = format!(
+            "[providers.oa]\nkind = \"openai\"\nkeys = []\n\n[governance]\ndatabase = \"x.db\"\n\n[governance.audit]\nhmac_key = \"{reference}\"\n"
+        );
+        let err = validate(&text, &env).unwrap_err();
+        let issue = err
+            .issues
+            .iter()
+            .find(|i| i.path == "governance.audit.hmac_key")
+            .unwrap_or_else(|| panic!("{reference}: {err}"));
+        assert!(
+            issue.message.contains(expected),
+            "{reference}: {}",
+            issue.message
+        );
+        assert!(
+            !err.to_string().contains("0123456789"),
+            "the key is never echoed: {err}"
+        );
+    }
+}

@@ -464,6 +464,9 @@ impl Config {
             if g.database.trim().is_empty() {
                 issue("governance.database".into(), "must name a file".into());
             }
+            if let Err(m) = g.audit.resolve_chain_key(env) {
+                issue("governance.audit.hmac_key".into(), m);
+            }
             if g.audit.channel_capacity == 0 {
                 issue(
                     "governance.audit.channel_capacity".into(),

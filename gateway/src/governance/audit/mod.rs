@@ -9,7 +9,8 @@
 //!   second bounded queue of the same size, drained by the overflow thread
 //!   (`sluice-audit-spill`), which appends it to a local spill file and counts it in
 //!   `sluice_audit_spilled_total`; the writer imports spill files (oldest first)
-//!   whenever it has caught up, and at start. A record is only ever lost if both queues
+//!   whenever it has caught up, at start, as soon as something is spilled while it is
+//!   idle, and every second while an import is still owed (one that failed is retried). A record is only ever lost if both queues
 //!   refuse it, or the spill file does — then it is counted in `sluice_audit_lost_total`
 //!   and logged at error level (one line per second at most, with the count).
 //! * `strict` durability: a response completes only once its record is durable, or it

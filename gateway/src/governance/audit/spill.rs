@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use sluice_shared::audit::AuditEntry;
 
+/// How often an idle writer retries importing spilled records.
+pub(super) const IMPORT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Debug)]
 pub(super) struct Spill {
     path: PathBuf,
@@ -19,6 +22,9 @@ pub(super) struct Spill {
     /// Set when a record is spilled (and at start), so the writer only looks for spill
     /// files when there can be some: the look costs blocking file-system calls.
     pending: AtomicBool,
+    /// Woken by every append, so that an idle writer imports what the overflow thread
+    /// spilled after the writer's last import (see [`Spill::import_due`]).
+    spilled: tokio::sync::Notify,
     /// Records appended and fsynced (strict mode), for tests to see that an
     /// acknowledgement came after the sync.
     synced: AtomicU64,
@@ -30,6 +36,7 @@ impl Spill {
             path,
             file: Mutex::new(()),
             pending: AtomicBool::new(true),
+            spilled: tokio::sync::Notify::new(),
             synced: AtomicU64::new(0),
         }
     }
@@ -69,7 +76,21 @@ impl Spill {
             self.synced.fetch_add(count, Ordering::Relaxed);
         }
         self.pending.store(true, Ordering::Release);
+        self.spilled.notify_one();
         Ok(())
+    }
+
+    /// Resolves when an idle writer should import: after [`IMPORT_RETRY`] while records
+    /// wait for import (an import that failed, say on a locked database, is retried),
+    /// otherwise as soon as something is spilled. Without it, records the overflow
+    /// thread spills after the writer's last import would wait in the file for the next
+    /// request, however long the gateway stays idle.
+    pub(super) async fn import_due(&self) {
+        if self.pending.load(Ordering::Acquire) {
+            tokio::time::sleep(IMPORT_RETRY).await;
+        } else {
+            self.spilled.notified().await;
+        }
     }
 
     /// Opens the file for appending, creating it (and its directory) if missing. The

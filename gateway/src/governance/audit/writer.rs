@@ -107,9 +107,14 @@ impl Writer {
     pub(super) async fn run(mut self, stop: CancellationToken) {
         self.import_spills();
         loop {
+            let spill = Arc::clone(&self.spill);
             let first = tokio::select! {
                 job = self.rx.recv() => job,
                 _ = stop.cancelled() => None,
+                () = spill.import_due() => {
+                    self.import_spills();
+                    continue;
+                }
             };
             let Some(first) = first else { break };
             let mut batch = vec![first];

@@ -149,3 +149,36 @@ async fn a_strict_record_nobody_takes_fails_its_acknowledgement() {
         .unwrap();
     assert_eq!(answer, Err(AuditError::Dropped { request_id }));
 }
+
+/// Waits until the chain holds `seq` records, or fails after 20 s.
+async fn head_reaches(store: &dyn crate::governance::store::Store, seq: u64) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let head = store.audit_head().await.unwrap().seq;
+        if head >= seq || tokio::time::Instant::now() >= deadline {
+            return head;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What the overflow thread spills after the writer's last import is imported while the
+/// gateway stays idle (no further record arrives to wake the writer), not left in the
+/// file until the next request or shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_spilled_while_the_writer_is_idle_are_imported_without_new_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, store, sink, tasks) = start(&dir, config(&dir, Durability::Buffered, 1)).await;
+    assert!(sink.submit(sample_entry(0)).is_none());
+    assert_eq!(head_reaches(store.as_ref(), 1).await, 1);
+    // As the overflow thread does, late: the writer has imported and gone idle.
+    sink.spill().append([&sample_entry(1)], false).unwrap();
+    assert_eq!(
+        head_reaches(store.as_ref(), 2).await,
+        2,
+        "the spilled record was not imported while idle"
+    );
+    stop(sink, tasks).await;
+    let report = verify(store.as_ref()).await;
+    assert!(report.ok, "{report:?}");
+}
