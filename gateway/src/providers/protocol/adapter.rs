@@ -328,7 +328,7 @@ pub fn path_segment(model: &str) -> Result<String, GatewayError> {
     Ok(out)
 }
 
-/// An OpenAI error object in a stream event, if the event is one.
+/// A provider's error event (an OpenAI error object) as the stream's failure.
 pub fn openai_stream_error(error: openai::ErrorObject) -> StreamError {
     StreamError::Provider(StreamFailure {
         kind: error.kind,

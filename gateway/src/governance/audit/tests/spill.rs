@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::support::{config, start, stop, verify};
+use super::support::{config, start, stop, submit_committed, verify};
 use crate::config::{AuditConfig, Durability};
 use crate::governance::audit::bench::sample_entry;
 use crate::governance::audit::job::AuditError;
@@ -150,7 +150,8 @@ async fn a_strict_record_nobody_takes_fails_its_acknowledgement() {
     assert_eq!(answer, Err(AuditError::Dropped { request_id }));
 }
 
-/// Waits until the chain holds `seq` records, or fails after 20 s.
+/// Polls until the chain holds `seq` records, with a 20 s deadline (an import has no
+/// acknowledgement to wait on).
 async fn head_reaches(store: &dyn crate::governance::store::Store, seq: u64) -> u64 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -168,9 +169,10 @@ async fn head_reaches(store: &dyn crate::governance::store::Store, seq: u64) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_spilled_while_the_writer_is_idle_are_imported_without_new_traffic() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, store, sink, tasks) = start(&dir, config(&dir, Durability::Buffered, 1)).await;
-    assert!(sink.submit(sample_entry(0)).is_none());
-    assert_eq!(head_reaches(store.as_ref(), 1).await, 1);
+    let (_, store, sink, tasks) = start(&dir, config(&dir, Durability::Strict, 1)).await;
+    // Committed when acknowledged: the writer has imported (nothing) and is idle.
+    submit_committed(&sink, sample_entry(0)).await;
+    assert_eq!(store.audit_head().await.unwrap().seq, 1);
     // As the overflow thread does, late: the writer has imported and gone idle.
     sink.spill().append([&sample_entry(1)], false).unwrap();
     assert_eq!(
